@@ -1,0 +1,66 @@
+"""Login and logout pages for the panels (Flask-Login sessions, CSRF, rate limit)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Email, Length
+
+from partnernet.accounts import services
+from partnernet.extensions import limiter
+
+bp = Blueprint("accounts", __name__)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a local path may be a redirect target: no scheme, no host, no ``//``."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return default
+    return target
+
+
+def home_for(user: Any) -> str:
+    return {"partner": "/portal", "merchant": "/admin", "admin": "/admin"}.get(user.role, "/")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+def login() -> Any:
+    """Log in with email and password; locked for 15 minutes after 5 failures."""
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = services.verify_login(form.email.data or "", form.password.data or "")
+        if user is not None:
+            session.clear()  # no fixation: a fresh session at login
+            login_user(user)
+            return redirect(safe_next(request.args.get("next"), home_for(user)))
+        flash("Wrong email or password, or the account is locked for a while.", "error")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("accounts/login.html", form=form), status
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Any:
+    """Log out here and everywhere: the old session cookie is useless afterwards."""
+    services.end_sessions(current_user._get_current_object())
+    logout_user()
+    session.clear()
+    return redirect(url_for("accounts.login"))

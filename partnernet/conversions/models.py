@@ -1,0 +1,64 @@
+"""Raw postbacks as received, and the conversions they create."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from partnernet import clock
+from partnernet.dbtypes import BigIntPK, UTCDateTime
+from partnernet.extensions import db
+
+
+class Postback(db.Model):
+    """A postback request exactly as received, stored before it is processed."""
+
+    __tablename__ = "postbacks"
+    __table_args__ = (Index("ix_postbacks_merchant_received", "merchant_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    method: Mapped[str] = mapped_column(String(8))
+    #: Parameters as received (token and signature removed).
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    #: accepted | duplicate | refunded | error code (unattributed, order_conflict, ...)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column()
+    conversion_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))
+
+
+class Conversion(db.Model):
+    """One sale, lead or custom event of an order; unique per (merchant, event, order id)."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "event", "order_id"),
+        Index("ix_conversions_merchant_created", "merchant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    click_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id"))
+    event: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(255))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    #: SHA-256 of the lower-cased email; the email itself is not kept.
+    customer_email_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Email domain only (for the self-referral rule), never the address.
+    customer_email_domain: Mapped[str | None] = mapped_column(String(255))
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    #: approved | refunded | partially_refunded
+    status: Mapped[str] = mapped_column(String(24), default="approved")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

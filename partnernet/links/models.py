@@ -1,0 +1,92 @@
+"""Tracking links, coupon codes and clicks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from partnernet import clock
+from partnernet.dbtypes import BigIntPK, UTCDateTime
+from partnernet.extensions import db
+
+SUB_LENGTH = 255
+
+
+class Link(db.Model):
+    """A partner's tracking link for an offer: ``/r/<code>``."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    sub1: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub2: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub3: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub4: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub5: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    utm_source: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    utm_medium: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    utm_campaign: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    utm_term: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    utm_content: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    #: active | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class Coupon(db.Model):
+    """A coupon code credited to a partner; unique per merchant, case-insensitively."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (UniqueConstraint("merchant_id", "code_normalized"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    #: As the merchant typed it, for display.
+    code: Mapped[str] = mapped_column(String(64))
+    #: Upper-cased: the uniqueness and lookup key.
+    code_normalized: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class Click(db.Model):
+    """One click on a tracking link. The id is random (128 bit) and goes to the landing URL."""
+
+    __tablename__ = "clicks"
+    __table_args__ = (
+        Index("ix_clicks_merchant_created", "merchant_id", "created_at"),
+        Index("ix_clicks_visitor_offer_created", "visitor_id", "offer_id", "created_at"),
+        Index("ix_clicks_link_iphash_created", "link_id", "ip_hash", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    #: IPv4 truncated to /24, IPv6 to /48: enough for geography, not a person.
+    ip_truncated: Mapped[str | None] = mapped_column(String(64))
+    #: Keyed hash of the full IP (HMAC with SECRET_KEY) for dedupe and fraud rules.
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    referer: Mapped[str | None] = mapped_column(String(1024))
+    sub1: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub2: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub3: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub4: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    sub5: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
+    visitor_id: Mapped[str | None] = mapped_column(String(64))
+    is_unique: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Name of a paid-ads click id found on the request (gclid, fbclid, ...), for fraud rules.
+    paid_ads_param: Mapped[str | None] = mapped_column(String(16))
+    country: Mapped[str | None] = mapped_column(String(2))
