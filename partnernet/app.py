@@ -77,16 +77,34 @@ def _sqlite_pragmas(app: Flask) -> None:
         cursor.close()
 
 
+#: Feature packages, in the order their blueprints are registered. Each may have
+#: ``api.py`` exposing ``blp`` (a flask-smorest Blueprint under /api/v1, CSRF-exempt,
+#: bearer-key auth) and/or ``views.py`` exposing ``bp`` (pages or public endpoints).
+FEATURES = ("accounts", "offers", "links", "conversions", "commissions", "payouts",
+            "reports", "portal", "admin")
+
+
 def register_blueprints(app: Flask) -> None:
     """Mount each feature's API blueprint under /api/v1 and its pages."""
-    from partnernet.accounts.api import blp as partners_api
-    from partnernet.accounts.views import bp as accounts_pages
-    from partnernet.offers.api import blp as offers_api
+    import importlib
 
-    for blp in (offers_api, partners_api):
-        csrf.exempt(blp)
-        api.register_blueprint(blp)
-    app.register_blueprint(accounts_pages)
+    for feature in FEATURES:
+        for room, attr in (("api", "blp"), ("views", "bp")):
+            name = f"partnernet.{feature}.{room}"
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            blueprint = getattr(module, attr, None)
+            if blueprint is None:
+                continue
+            if room == "api":
+                csrf.exempt(blueprint)
+                api.register_blueprint(blueprint)
+            else:
+                app.register_blueprint(blueprint)
 
     @app.get("/")
     def index() -> str:
@@ -95,8 +113,6 @@ def register_blueprints(app: Flask) -> None:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
-
-    csrf.exempt(healthz)
 
 
 def register_error_handlers(app: Flask) -> None:
