@@ -120,11 +120,29 @@ def jobs_list() -> None:
 
 
 def register_commands(app: Any) -> None:
-    """Attach the command groups to the app's CLI (Flask-Migrate adds ``db``)."""
+    """Attach the command groups to the app's CLI (Flask-Migrate adds ``db``).
+
+    A feature adds its own commands in ``partnernet/<feature>/cli.py`` as a list
+    named ``commands`` (click commands or groups).
+    """
+    import importlib
+
+    from partnernet.app import FEATURES
+
     app.cli.add_command(merchants_group)
     app.cli.add_command(serve)
     app.cli.add_command(worker)
     app.cli.add_command(jobs_group)
+    for feature in FEATURES:
+        name = f"partnernet.{feature}.cli"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        for command in getattr(module, "commands", []):
+            app.cli.add_command(command)
 
 
 if __name__ == "__main__":  # python -m partnernet.cli
