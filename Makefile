@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check partnernet tests benchmarks
+	$(BIN)/ruff check partnernet tests $(wildcard benchmarks)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
