@@ -66,7 +66,9 @@ def serve(host: str, port: int) -> None:
     """Serve the web app (development server; use gunicorn wsgi:app in production)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     click.echo(f"partnernet on http://{host}:{port}  (database: {app.config['SQLALCHEMY_DATABASE_URI'].split('://')[0]})")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 @click.command("worker")
