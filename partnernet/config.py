@@ -35,6 +35,28 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class ConfigError(RuntimeError):
+    """The configuration is not safe or not complete enough to start."""
+
+
+#: Values seen in tutorials and tests; refused as a production SECRET_KEY.
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test",
+                "test-secret-key-not-for-production", "please-change-me"}
+
+
+def check_production(cfg: dict[str, Any]) -> None:
+    """Refuse to start in production with a weak secret, no webhook secret or no host list."""
+    key = str(cfg.get("SECRET_KEY") or "")
+    if key.lower() in WEAK_SECRETS or len(key) < 32:
+        raise ConfigError("SECRET_KEY is a default or too short (32+ random characters needed)")
+    if cfg.get("STRIPE_SECRET_KEY") and not cfg.get("STRIPE_WEBHOOK_SECRET"):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be set when Stripe payouts are on")
+    if not cfg.get("TRUSTED_HOSTS"):
+        raise ConfigError("TRUSTED_HOSTS must list the host names partnernet answers to")
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and not cfg.get("ALLOW_SQLITE_IN_PRODUCTION"):
+        raise ConfigError("production needs DATABASE_URL pointing at PostgreSQL")
+
+
 def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the config mapping from the environment, then apply ``overrides`` (tests)."""
     env = os.environ
@@ -56,6 +78,9 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "https://api.stripe.com",
         "BASE_URL": (env.get("PARTNERNET_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         "TRUSTED_PROXY_HOPS": int(env.get("PARTNERNET_TRUSTED_PROXY_HOPS", "0") or 0),
+        # Flask refuses other Host headers (no host-header poisoning of printed URLs).
+        "TRUSTED_HOSTS": [h.strip() for h in env.get("TRUSTED_HOSTS", "").split(",") if h.strip()]
+        or None,
         "JOBS_INLINE": not redis_url,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -78,8 +103,10 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
     cfg.update(overrides)
     if cfg["SECRET_KEY"] is None:
         if env_name == "production":
-            raise RuntimeError("SECRET_KEY must be set in production")
+            raise ConfigError("SECRET_KEY must be set in production")
         cfg["SECRET_KEY"] = _instance_secret(instance_path)
+    if env_name == "production":
+        check_production(cfg)
     if cfg["REDIS_URL"]:
         cfg["RATELIMIT_STORAGE_URI"] = cfg["REDIS_URL"]
         cfg["JOBS_INLINE"] = overrides.get("JOBS_INLINE", False)

@@ -71,3 +71,10 @@ def test_login_is_rate_limited(app_factory):
     codes = [c.post("/login", data={"email": "a@b.example", "password": "x"}).status_code
              for _ in range(4)]
     assert codes[:3] == [401, 401, 401] and codes[-1] == 429
+
+
+def test_untrusted_host_header_is_refused(app_factory):
+    app = app_factory(TRUSTED_HOSTS=["partners.example.com"])
+    client = app.test_client()
+    assert client.get("/healthz", headers={"Host": "partners.example.com"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
