@@ -16,6 +16,7 @@ from partnernet.accounts.exceptions import (
     PartnerNotFound,
 )
 from partnernet.accounts.models import ApiKey, Merchant, Partner, User
+from partnernet.audit import audit
 from partnernet.extensions import db
 from partnernet.money import normalize_currency
 from partnernet.offers.models import Membership
@@ -102,6 +103,7 @@ def revoke_api_key(merchant_id: int, key_id: int) -> None:
     if row is None:
         raise InvalidApiKey("No such API key.", status_code=404, code="not_found")
     row.revoked_at = clock.now()
+    audit("api_key_revoked", merchant_id=merchant_id, key_prefix=row.prefix)
     db.session.commit()
 
 
@@ -112,18 +114,24 @@ def verify_login(email: str, password: str) -> User | None:
     if user is None or not user.password_hash:
         # Same work either way, so timing does not reveal which emails exist.
         check_password_hash(_DUMMY_HASH, password)
+        audit("login_failed", persist=False, email=email, reason="unknown")
         return None
     if user.locked_until is not None and user.locked_until > now:
+        audit("login_refused_locked", user_id=user.id, merchant_id=user.merchant_id)
+        db.session.commit()
         return None
     if not check_password_hash(user.password_hash, password) or not user.is_active:
         user.failed_logins += 1
         if user.failed_logins >= LOCKOUT_AFTER:
             user.locked_until = now + LOCKOUT_FOR
             user.failed_logins = 0
+            audit("account_locked", user_id=user.id, merchant_id=user.merchant_id)
+        audit("login_failed", user_id=user.id, merchant_id=user.merchant_id)
         db.session.commit()
         return None
     user.failed_logins = 0
     user.locked_until = None
+    audit("login", user_id=user.id, merchant_id=user.merchant_id)
     db.session.commit()
     return user
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import g, request
 
 from partnernet import clock
+from partnernet.accounts.exceptions import InvalidApiKey
 from partnernet.accounts.services import authenticate_api_key
+from partnernet.audit import audit
 from partnernet.errors import Forbidden
 from partnernet.extensions import db
 
@@ -16,7 +18,12 @@ def authenticate_request() -> None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
-    key_row = authenticate_api_key(key.strip() if scheme.lower() == "bearer" else None)
+    try:
+        key_row = authenticate_api_key(key.strip() if scheme.lower() == "bearer" else None)
+    except InvalidApiKey:
+        audit("api_auth_denied", persist=False, path=request.path,
+              key_prefix=key.strip()[:10] if key else None)
+        raise
     g.api_key = key_row
     g.merchant_id = key_row.merchant_id
     g.partner_id = key_row.partner_id

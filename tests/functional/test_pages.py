@@ -78,3 +78,24 @@ def test_untrusted_host_header_is_refused(app_factory):
     client = app.test_client()
     assert client.get("/healthz", headers={"Host": "partners.example.com"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_logins_and_failures_are_audited_with_escaped_values(client, app, caplog):
+    import logging
+
+    from partnernet.accounts.models import AuditEvent, User
+    from partnernet.extensions import db
+
+    make_merchant(password="correct horse battery")
+    user = db.session.query(User).one()
+    with caplog.at_level(logging.INFO, logger="partnernet.audit"):
+        client.post("/login", data={"email": user.email, "password": "wrong"})
+        client.post("/login", data={"email": user.email, "password": "correct horse battery"})
+        client.get("/api/v1/offers", headers={"Authorization": "Bearer pn_forged"})
+        from partnernet.audit import audit
+
+        audit("login_failed", persist=False, email="x@y.example\r\nINFO login ok admin")
+    actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert actions == ["login_failed", "login"]
+    assert all("\n" not in r.getMessage() and "\r" not in r.getMessage() for r in caplog.records)
+    assert any("api_auth_denied" in r.getMessage() for r in caplog.records)
