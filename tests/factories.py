@@ -45,3 +45,36 @@ def make_offer(merchant_id: int, **overrides: Any) -> Any:
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+# -- clicks and coupons as rows (postback and attribution tests) --------------------------
+
+def make_click_row(offer: Any, partner_id: int, *, at: Any = None, visitor_id: str | None = None,
+                   **fields: Any) -> Any:
+    """Insert a Link and a Click for the offer and partner directly (no redirect); commits."""
+    from partnernet import clock, tokens
+    from partnernet.extensions import db
+    from partnernet.links.models import Click, Link
+
+    link = Link(code=tokens.new_code(10), merchant_id=offer.merchant_id, offer_id=offer.id,
+                partner_id=partner_id)
+    db.session.add(link)
+    db.session.flush()
+    click = Click(id=tokens.new_click_id(), link_id=link.id, merchant_id=offer.merchant_id,
+                  offer_id=offer.id, partner_id=partner_id, created_at=at or clock.now(),
+                  visitor_id=visitor_id, **fields)
+    db.session.add(click)
+    db.session.commit()
+    return click
+
+
+def make_coupon_row(offer: Any, partner_id: int, code: str) -> Any:
+    """Insert a coupon code for the offer and partner directly; commits."""
+    from partnernet.extensions import db
+    from partnernet.links.models import Coupon
+
+    coupon = Coupon(merchant_id=offer.merchant_id, offer_id=offer.id, partner_id=partner_id,
+                    code=code, code_normalized=code.strip().upper())
+    db.session.add(coupon)
+    db.session.commit()
+    return coupon

@@ -1,11 +1,11 @@
-"""Raw postbacks as received, and the conversions they create."""
+"""Raw postbacks as received, the conversions they create, and outgoing partner postbacks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
@@ -31,6 +31,10 @@ class Postback(db.Model):
     outcome: Mapped[str | None] = mapped_column(String(32))
     http_status: Mapped[int | None] = mapped_column()
     conversion_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"))
+    #: token | signature
+    auth_method: Mapped[str | None] = mapped_column(String(16))
+    #: The message of the answer, for support ("why was my postback refused?").
+    message: Mapped[str | None] = mapped_column(String(500))
 
 
 class Conversion(db.Model):
@@ -62,3 +66,49 @@ class Conversion(db.Model):
     #: approved | refunded | partially_refunded
     status: Mapped[str] = mapped_column(String(24), default="approved")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class PartnerPostbackDelivery(db.Model):
+    """One outgoing postback to a partner's URL (a commission at one status, or a test)."""
+
+    __tablename__ = "partner_postback_deliveries"
+    __table_args__ = (
+        # One delivery per commission and status: the job is safe to run twice.
+        UniqueConstraint("commission_id", "commission_status"),
+        Index("ix_partner_postback_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_partner_postback_deliveries_partner_created", "partner_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    #: NULL for a "send test" delivery.
+    commission_id: Mapped[int | None] = mapped_column(ForeignKey("commissions.id"))
+    commission_status: Mapped[str | None] = mapped_column(String(16))
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The URL with its macros filled in, as it is called.
+    url: Mapped[str] = mapped_column(String(4000))
+    #: pending (will be tried again) | delivered | failed (gave up or refused)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_http_status: Mapped[int | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+
+class PartnerPostbackAttempt(db.Model):
+    """One try of a delivery: when, what came back, how long it took (the partner's log)."""
+
+    __tablename__ = "partner_postback_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("partner_postback_deliveries.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    http_status: Mapped[int | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,409 @@
+"""Postback intake: authenticate, log the raw request first, dedupe, attribute, refund.
+
+``receive_postback`` is the use case behind ``/postback``. It commits twice, on
+purpose: first the raw ``Postback`` row (so the log has every authenticated request,
+whatever happens next), then the conversion with its commission and the postback's
+outcome, together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+
+from partnernet import clock, jobs, tokens
+from partnernet.accounts.models import Merchant, Partner
+from partnernet.commissions import services as commissions
+from partnernet.commissions.models import Commission
+from partnernet.conversions.attribution import attribute
+from partnernet.conversions.exceptions import (
+    CurrencyMismatch,
+    InvalidAmount,
+    InvalidParameter,
+    InvalidSignature,
+    InvalidToken,
+    MissingOrderId,
+    OrderConflict,
+    SourceNotAllowed,
+    UnknownCurrency,
+    UnknownEvent,
+    UnknownOrder,
+)
+from partnernet.conversions.models import Conversion, Postback
+from partnernet.errors import PartnernetError
+from partnernet.extensions import db
+from partnernet.money import MoneyError, normalize_currency, parse_amount
+
+#: A signed ``ts`` older (or newer) than this is refused as a replay.
+REPLAY_WINDOW_SECONDS = 300
+#: Parameters never written to the raw log.
+SECRET_PARAMS = ("token", "signature")
+EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_LENGTHS = {"order_id": 255, "click_id": 64, "coupon": 64, "customer_id": 255,
+               "customer_email": 254, "event": 64, "status": 16, "amount": 32, "currency": 8}
+_DUMMY_SECRET = tokens.new_secret("pbs_", 32)
+
+
+@dataclass
+class PostbackRequest:
+    """A postback as the view received it (no Flask objects past this point)."""
+
+    method: str
+    query: dict[str, str]
+    body: dict[str, str]
+    raw_body: bytes = b""
+    raw_query: str = ""
+    signature: str | None = None
+    source_ip: str | None = None
+
+
+@dataclass
+class PostbackAnswer:
+    """The 200 answer of a postback and what to do once it is committed."""
+
+    body: dict[str, Any]
+    notify_commission_ids: list[int] = field(default_factory=list)
+
+
+# -- authentication ------------------------------------------------------------------
+
+def _query_without_signature(raw_query: str) -> bytes:
+    """The raw query string minus any ``signature`` parameter: what a GET signs."""
+    parts = [p for p in raw_query.split("&") if p and p.split("=", 1)[0] != "signature"]
+    return "&".join(parts).encode()
+
+
+def sign(secret: str, message: bytes) -> str:
+    """``sha256=<hex>`` HMAC of a message: the X-Partnernet-Signature value."""
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def authenticate(req: PostbackRequest, now: datetime) -> tuple[Merchant, str, dict[str, str]]:
+    """The merchant of a postback, how it authenticated, and the parameters to trust.
+
+    A token authenticates every parameter (query, then body). A signature covers the
+    raw body (POST) or the query string (GET), so only those parameters count; it
+    does not name the merchant, hence ``merchant_id`` beside it.
+    """
+    signature = req.signature or (req.query.get("signature") if req.method == "GET" else None)
+    if signature:
+        params = dict(req.query) if req.method == "GET" else dict(req.body)
+        raw_id = params.get("merchant_id") or req.query.get("merchant_id") or ""
+        merchant = db.session.get(Merchant, int(raw_id)) if raw_id.isdigit() and len(raw_id) < 19 \
+            else None
+        message = _query_without_signature(req.raw_query) if req.method == "GET" else req.raw_body
+        expected = sign(merchant.postback_secret if merchant else _DUMMY_SECRET, message)
+        if not tokens.constant_time_equal(expected, signature.strip()) or merchant is None:
+            details = {} if raw_id else {"merchant_id": "A signed postback needs merchant_id."}
+            raise InvalidSignature(details=details)
+        if "ts" in params:
+            try:
+                age = now.timestamp() - int(params["ts"])
+            except ValueError:
+                raise InvalidSignature("ts must be a Unix time in seconds.") from None
+            if abs(age) > REPLAY_WINDOW_SECONDS:
+                raise InvalidSignature("The signed ts is more than 5 minutes away from now: "
+                                       "a replay, or a clock out of sync.",
+                                       details={"ts": params["ts"]})
+        return merchant, "signature", params
+    params = {**req.query, **req.body}
+    token = params.get("token")
+    if not token:
+        raise InvalidToken()
+    merchant = db.session.scalar(select(Merchant).where(
+        Merchant.postback_token_hash == tokens.hash_secret(token)))
+    if merchant is None:
+        raise InvalidToken()
+    return merchant, "token", params
+
+
+def source_allowed(allowlist: list[str] | None, source_ip: str | None) -> bool:
+    """Whether the source address is in the merchant's allowlist (empty list: everyone)."""
+    if not allowlist:
+        return True
+    try:
+        address = ipaddress.ip_address(source_ip or "")
+    except ValueError:
+        return False
+    for entry in allowlist:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+# -- the use case ----------------------------------------------------------------------
+
+def receive_postback(req: PostbackRequest) -> PostbackAnswer:
+    """Authenticate, log, then record a conversion or refund. Commits (log first)."""
+    now = clock.now()
+    merchant, auth_method, params = authenticate(req, now)
+    postback = Postback(merchant_id=merchant.id, received_at=now, method=req.method,
+                        params={k: v for k, v in params.items() if k not in SECRET_PARAMS},
+                        source_ip=(req.source_ip or "")[:64] or None,
+                        order_id=(params.get("order_id") or "")[:255] or None,
+                        outcome="received", auth_method=auth_method)
+    db.session.add(postback)
+    db.session.commit()  # the raw log holds it before anything else can fail
+    postback_id = postback.id
+    try:
+        if not source_allowed(merchant.postback_allowlist, req.source_ip):
+            raise SourceNotAllowed(details={"source_ip": req.source_ip})
+        answer = process(merchant, params, now, req.source_ip)
+    except (PartnernetError, MoneyError) as exc:
+        db.session.rollback()
+        status = getattr(exc, "status_code", 400)
+        _record_outcome(postback_id, exc.code, status, exc.message, None)
+        db.session.commit()
+        if isinstance(exc, PartnernetError):
+            exc.details = {**exc.details, "postback_id": postback_id}
+        raise
+    except Exception:
+        db.session.rollback()
+        _record_outcome(postback_id, "internal_error", 500, "unexpected error", None)
+        db.session.commit()
+        raise
+    answer.body["postback_id"] = postback_id
+    _record_outcome(postback_id, answer.body["status"], 200, None, answer.body["conversion_id"])
+    db.session.commit()
+    for commission_id in answer.notify_commission_ids:
+        jobs.enqueue("partnernet.conversions.outgoing:notify_partner", commission_id)
+    return answer
+
+
+def _record_outcome(postback_id: int, outcome: str, http_status: int, message: str | None,
+                    conversion_id: int | None) -> None:
+    postback = db.session.get(Postback, postback_id)
+    assert postback is not None
+    postback.outcome = outcome[:32]
+    postback.http_status = http_status
+    postback.message = message[:500] if message else None
+    postback.conversion_id = conversion_id
+
+
+def _param(params: dict[str, str], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > MAX_LENGTHS.get(name, 255):
+        raise InvalidParameter(f"{name} is too long.", details={"fields": {name: ["Too long."]}})
+    return value or None
+
+
+def _currency(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return normalize_currency(text)
+    except MoneyError as exc:
+        raise UnknownCurrency(exc.message, details={"currency": text}) from None
+
+
+def _amount(text: str | None, currency: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_amount(text, currency)
+    except MoneyError as exc:
+        raise InvalidAmount(exc.message, details={"amount": text}) from None
+
+
+def process(merchant: Merchant, params: dict[str, str], now: datetime,
+            source_ip: str | None) -> PostbackAnswer:
+    """Record the conversion (or refund) a postback reports; flush only, the caller commits."""
+    event = _param(params, "event") or "sale"
+    if not EVENT_RE.match(event):
+        raise InvalidParameter("event must be lower-case letters, digits and _.",
+                               details={"fields": {"event": ["Not a valid event name."]}})
+    status = (_param(params, "status") or "approved").lower()
+    if status not in ("approved", "refunded"):
+        raise InvalidParameter("status must be approved or refunded.",
+                               details={"fields": {"status": ["approved or refunded"]}})
+    order_id = _param(params, "order_id")
+    currency = _currency(_param(params, "currency"))
+    amount_text = _param(params, "amount")
+    click_id = _param(params, "click_id")
+    coupon = _param(params, "coupon")
+    if status == "refunded":
+        return refund(merchant, event, order_id, amount_text, currency)
+    if not order_id:
+        if event == "sale" or not click_id:
+            raise MissingOrderId(details={"event": event})
+        order_id = f"click:{click_id.lower()}"  # a lead without an order: one per click
+    existing = find_conversion(merchant.id, event, order_id)
+    if existing is not None:
+        return duplicate(existing, amount_text, currency)
+
+    att = attribute(merchant.id, click_id, coupon, now)
+    offer = att.offer
+    plan = next((p for p in offer.plans if p.event == event), None)
+    if plan is None:
+        raise UnknownEvent(f"The offer has no commission plan for event {event!r}.",
+                           details={"event": event, "offer_id": offer.id,
+                                    "events": [p.event for p in offer.plans]})
+    currency = currency or offer.currency
+    if currency != offer.currency:
+        raise CurrencyMismatch(f"The offer is in {offer.currency}; the postback said {currency}.",
+                               details={"currency": currency, "offer_currency": offer.currency})
+    amount_minor = _amount(amount_text, currency)
+    if plan.type == "cps" and amount_minor is None:
+        raise InvalidAmount(f"amount is required: event {event!r} pays a percent of it.")
+    email = _param(params, "customer_email")
+    conversion = Conversion(
+        merchant_id=merchant.id, offer_id=offer.id, partner_id=att.partner_id,
+        click_id=att.click.id if att.click is not None else None,
+        coupon_id=att.coupon.id if att.coupon is not None else None,
+        event=event, order_id=order_id, amount_minor=amount_minor, currency=currency,
+        refunded_minor=0, customer_id=_param(params, "customer_id"),
+        customer_email_hash=hashlib.sha256(email.lower().encode()).hexdigest() if email else None,
+        customer_email_domain=email.rpartition("@")[2].lower()[:255] or None if email else None,
+        status="approved", created_at=now)
+    if not _insert_once(conversion):
+        # Another request inserted this order between our look-up and our insert.
+        existing = find_conversion(merchant.id, event, order_id)
+        assert existing is not None
+        return duplicate(existing, amount_text, currency)
+    commission = commissions.commission_for_conversion(conversion, att.click, postback_ip=source_ip)
+    notify = [commission.id] if commission is not None and _has_postback_url(commission) else []
+    return PostbackAnswer(_answer(conversion, "accepted", False, commission), notify)
+
+
+def _insert_once(conversion: Conversion) -> bool:
+    """Insert the conversion unless its (merchant, event, order id) exists: the unique
+    constraint decides, so concurrent postbacks of one order make one conversion."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        # pysqlite defers BEGIN to the first write; a SAVEPOINT as the first statement
+        # would be the outermost transaction and its RELEASE would commit. Begin with
+        # a harmless write so the savepoint nests.
+        db.session.connection().exec_driver_sql("UPDATE merchants SET id = id WHERE id = -1")
+    try:
+        with db.session.begin_nested():
+            db.session.add(conversion)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _has_postback_url(commission: Commission) -> bool:
+    partner = db.session.get(Partner, commission.partner_id)
+    return bool(partner is not None and partner.postback_url)
+
+
+def find_conversion(merchant_id: int, event: str, order_id: str, *,
+                    for_update: bool = False) -> Conversion | None:
+    """The merchant's conversion of an order and event, if any."""
+    stmt = select(Conversion).where(Conversion.merchant_id == merchant_id,
+                                    Conversion.event == event, Conversion.order_id == order_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return db.session.scalar(stmt)
+
+
+def _commission_of(conversion: Conversion) -> Commission | None:
+    return db.session.scalar(select(Commission).where(Commission.conversion_id == conversion.id))
+
+
+def _answer(conversion: Conversion, status: str, is_duplicate: bool,
+            commission: Commission | None) -> dict[str, Any]:
+    return {"conversion_id": conversion.id, "status": status, "duplicate": is_duplicate,
+            "commission": commissions.commission_view(commission) if commission else None}
+
+
+def duplicate(existing: Conversion, amount_text: str | None, currency: str | None) -> PostbackAnswer:
+    """A repeat of a known order: 200 duplicate, or 409 if the amount or currency differ."""
+    if currency is not None and currency != existing.currency:
+        raise OrderConflict(details={"conversion_id": existing.id, "currency": existing.currency})
+    if amount_text is not None:
+        amount = _amount(amount_text, existing.currency)
+        if amount != existing.amount_minor:
+            raise OrderConflict(details={"conversion_id": existing.id, "currency": existing.currency})
+    return PostbackAnswer(_answer(existing, "duplicate", True, _commission_of(existing)))
+
+
+def refund(merchant: Merchant, event: str, order_id: str | None, amount_text: str | None,
+           currency: str | None) -> PostbackAnswer:
+    """Refund a known order in full or in part; ``amount`` is the total refunded so far.
+
+    A total is idempotent: the same refund sent twice changes nothing the second time.
+    """
+    if not order_id:
+        raise MissingOrderId(details={"status": "refunded"})
+    conversion = find_conversion(merchant.id, event, order_id, for_update=True)
+    if conversion is None:
+        raise UnknownOrder(details={"order_id": order_id, "event": event})
+    if currency is not None and currency != conversion.currency:
+        raise OrderConflict(details={"conversion_id": conversion.id, "currency": conversion.currency})
+    whole = conversion.amount_minor or 0
+    total = _amount(amount_text, conversion.currency) if amount_text is not None and whole else None
+    total = whole if total is None else total
+    if total > whole:
+        raise InvalidAmount("The refunded amount is more than the order's amount.",
+                            details={"amount": amount_text, "order_amount_minor": whole})
+    if total == 0 and whole:
+        raise InvalidAmount("A refund amount must be more than zero.")
+    already_full = conversion.status == "refunded"
+    if already_full or (conversion.refunded_minor and total <= conversion.refunded_minor):
+        return PostbackAnswer(_answer(conversion, "refunded", True, _commission_of(conversion)))
+    before = _commission_of(conversion)
+    status_before = before.status if before is not None else None
+    conversion.refunded_minor = total
+    conversion.status = "refunded" if total >= whole else "partially_refunded"
+    commission = commissions.reverse_for_refund(conversion, total)
+    db.session.flush()
+    notify = []
+    if commission is not None and commission.status != status_before and _has_postback_url(commission):
+        notify.append(commission.id)
+    return PostbackAnswer(_answer(conversion, "refunded", False, commission), notify)
+
+
+# -- queries for the API ---------------------------------------------------------------
+
+def conversions_query(merchant_id: int, *, status: str | None = None, partner_id: int | None = None,
+                      start: datetime | None = None,
+                      end: datetime | None = None) -> Select[tuple[Conversion]]:
+    """The merchant's conversions, newest first, filtered."""
+    stmt = select(Conversion).where(Conversion.merchant_id == merchant_id)
+    if status:
+        stmt = stmt.where(Conversion.status == status)
+    if partner_id is not None:
+        stmt = stmt.where(Conversion.partner_id == partner_id)
+    if start is not None:
+        stmt = stmt.where(Conversion.created_at >= start)
+    if end is not None:
+        stmt = stmt.where(Conversion.created_at < end)
+    return stmt.order_by(Conversion.created_at.desc(), Conversion.id.desc())
+
+
+def commissions_by_conversion(conversion_ids: list[int]) -> dict[int, Commission]:
+    """The commissions of these conversions, by conversion id (one query for a page)."""
+    if not conversion_ids:
+        return {}
+    rows = db.session.scalars(select(Commission).where(Commission.conversion_id.in_(conversion_ids)))
+    return {c.conversion_id: c for c in rows if c.conversion_id is not None}
+
+
+def postbacks_query(merchant_id: int, *, order_id: str | None = None, outcome: str | None = None,
+                    start: datetime | None = None,
+                    end: datetime | None = None) -> Select[tuple[Postback]]:
+    """The merchant's raw postback log, newest first: "did you receive order X?"."""
+    stmt = select(Postback).where(Postback.merchant_id == merchant_id)
+    if order_id:
+        stmt = stmt.where(Postback.order_id == order_id)
+    if outcome:
+        stmt = stmt.where(Postback.outcome == outcome)
+    if start is not None:
+        stmt = stmt.where(Postback.received_at >= start)
+    if end is not None:
+        stmt = stmt.where(Postback.received_at < end)
+    return stmt.order_by(Postback.received_at.desc(), Postback.id.desc())
