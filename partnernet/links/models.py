@@ -58,21 +58,28 @@ class Coupon(db.Model):
 
 
 class Click(db.Model):
-    """One click on a tracking link. The id is random (128 bit) and goes to the landing URL."""
+    """One click on a tracking link. The id is random (128 bit) and goes to the landing URL.
+
+    The primary key is ``(id, created_at)`` because PostgreSQL partitions the table by
+    day on ``created_at`` (a partitioned table's keys must contain the partition key);
+    the id alone is still unique (128 random bits). On SQLite it is a plain table.
+    Partitions are made by ``partnernet.links.partitions``.
+    """
 
     __tablename__ = "clicks"
     __table_args__ = (
         Index("ix_clicks_merchant_created", "merchant_id", "created_at"),
         Index("ix_clicks_visitor_offer_created", "visitor_id", "offer_id", "created_at"),
         Index("ix_clicks_link_iphash_created", "link_id", "ip_hash", "created_at"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, default=clock.now)
     link_id: Mapped[int] = mapped_column(ForeignKey("links.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     #: IPv4 truncated to /24, IPv6 to /48: enough for geography, not a person.
     ip_truncated: Mapped[str | None] = mapped_column(String(64))
     #: Keyed hash of the full IP (HMAC with SECRET_KEY) for dedupe and fraud rules.
@@ -90,3 +97,15 @@ class Click(db.Model):
     #: Name of a paid-ads click id found on the request (gclid, fbclid, ...), for fraud rules.
     paid_ads_param: Mapped[str | None] = mapped_column(String(16))
     country: Mapped[str | None] = mapped_column(String(2))
+
+
+def _register_installer() -> None:
+    """Day partitions of ``clicks`` on PostgreSQL: made by dbsetup (tests, fresh databases)."""
+    from partnernet import dbsetup
+    from partnernet.links.partitions import install_partitions
+
+    if install_partitions not in dbsetup.INSTALLERS:
+        dbsetup.INSTALLERS.append(install_partitions)
+
+
+_register_installer()
