@@ -1,0 +1,132 @@
+"""Attribution through /postback: coupon vs click precedence, windows, first click, tenancy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from partnernet import clock
+from tests.factories import make_click_row, make_coupon_row, make_merchant, make_offer, make_partner
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def shop(app):
+    clock.freeze(NOW)
+    shop = make_merchant()
+    shop.offer = make_offer(shop.merchant.id)
+    shop.clicker = make_partner(shop.merchant.id)
+    shop.influencer = make_partner(shop.merchant.id)
+    shop.click = make_click_row(shop.offer, shop.clicker.id, at=NOW - timedelta(hours=3))
+    shop.coupon = make_coupon_row(shop.offer, shop.influencer.id, "Spring10")
+    return shop
+
+
+def post(client, shop, **params):
+    query = {"token": shop.postback_token, "order_id": "O-1", "amount": "100.00", **params}
+    return client.get("/postback", query_string={k: v for k, v in query.items() if v is not None})
+
+
+def credited(response):
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["commission"]["partner_id"]
+
+
+def test_coupon_wins_over_click_by_default_and_is_case_insensitive(client, shop):
+    r = post(client, shop, click_id=shop.click.id, coupon="spring10")
+    assert credited(r) == shop.influencer.id
+
+
+def test_click_first_offers_credit_the_click(client, shop):
+    from partnernet.extensions import db
+
+    shop.offer.attribution_priority = "click_first"
+    db.session.commit()
+    assert credited(post(client, shop, click_id=shop.click.id, coupon="SPRING10")) == shop.clicker.id
+
+
+def test_unknown_coupon_falls_back_to_the_click_and_coupon_alone_attributes(client, shop):
+    assert credited(post(client, shop, click_id=shop.click.id, coupon="NOPE")) == shop.clicker.id
+    assert credited(post(client, shop, coupon="spring10", order_id="O-2")) == shop.influencer.id
+
+
+def test_click_id_is_case_insensitive(client, shop):
+    assert credited(post(client, shop, click_id=shop.click.id.upper())) == shop.clicker.id
+
+
+def test_expired_click_with_a_valid_coupon_goes_to_the_coupon(client, shop):
+    clock.freeze(NOW + timedelta(days=31))
+    assert credited(post(client, shop, click_id=shop.click.id, coupon="spring10")) \
+        == shop.influencer.id
+
+
+def test_window_follows_the_offer(client, shop):
+    from partnernet.extensions import db
+
+    shop.offer.attribution_window_days = 1
+    db.session.commit()
+    clock.freeze(NOW + timedelta(hours=20))
+    assert credited(post(client, shop, click_id=shop.click.id)) == shop.clicker.id
+    clock.freeze(NOW + timedelta(hours=22))
+    r = post(client, shop, click_id=shop.click.id, order_id="O-2")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "click_expired"
+
+
+def test_another_merchants_click_and_coupon_do_not_attribute(client, shop):
+    other = make_merchant()
+    other_offer = make_offer(other.merchant.id)
+    other_partner = make_partner(other.merchant.id)
+    foreign_click = make_click_row(other_offer, other_partner.id)
+    make_coupon_row(other_offer, other_partner.id, "FOREIGN")
+    r = post(client, shop, click_id=foreign_click.id, coupon="FOREIGN")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "unattributed"
+
+
+def test_first_click_offer_credits_the_visitors_earliest_click_in_the_window(client, shop):
+    from partnernet.extensions import db
+
+    shop.offer.attribution_model = "first_click"
+    db.session.commit()
+    early = make_partner(shop.merchant.id)
+    too_early = make_partner(shop.merchant.id)
+    make_click_row(shop.offer, too_early.id, at=NOW - timedelta(days=40), visitor_id="v1")
+    make_click_row(shop.offer, early.id, at=NOW - timedelta(days=10), visitor_id="v1")
+    last = make_click_row(shop.offer, shop.clicker.id, at=NOW - timedelta(hours=1), visitor_id="v1")
+    make_click_row(shop.offer, too_early.id, at=NOW - timedelta(days=20), visitor_id="v2")
+    r = post(client, shop, click_id=last.id)
+    assert credited(r) == early.id
+
+
+def test_last_click_offer_credits_the_click_given(client, shop):
+    early = make_partner(shop.merchant.id)
+    make_click_row(shop.offer, early.id, at=NOW - timedelta(days=10), visitor_id="v1")
+    last = make_click_row(shop.offer, shop.clicker.id, at=NOW - timedelta(hours=1), visitor_id="v1")
+    assert credited(post(client, shop, click_id=last.id)) == shop.clicker.id
+
+
+def test_coupon_requiring_a_click_needs_the_coupon_partners_click(client, shop):
+    from partnernet.extensions import db
+
+    shop.offer.coupon_requires_click = True
+    db.session.commit()
+    r = post(client, shop, coupon="spring10")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "unattributed"
+    assert credited(post(client, shop, coupon="spring10", click_id=shop.click.id,
+                         order_id="O-2")) == shop.clicker.id
+    own = make_click_row(shop.offer, shop.influencer.id)
+    assert credited(post(client, shop, coupon="spring10", click_id=own.id, order_id="O-3")) \
+        == shop.influencer.id
+
+
+def test_conversion_remembers_click_and_coupon(client, shop):
+    from partnernet.conversions.models import Conversion
+    from partnernet.extensions import db
+
+    body = post(client, shop, coupon="spring10").get_json()
+    conversion = db.session.get(Conversion, body["conversion_id"])
+    assert conversion.coupon_id == shop.coupon.id and conversion.click_id is None
+    body = post(client, shop, click_id=shop.click.id, order_id="O-2").get_json()
+    conversion = db.session.get(Conversion, body["conversion_id"])
+    assert conversion.click_id == shop.click.id and conversion.coupon_id is None
