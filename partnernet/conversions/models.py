@@ -66,6 +66,8 @@ class Conversion(db.Model):
     #: approved | refunded | partially_refunded
     status: Mapped[str] = mapped_column(String(24), default="approved")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    #: Bumped on every change (refunds): the reports' rollup job reads from this watermark.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
