@@ -130,3 +130,33 @@ def test_conversion_remembers_click_and_coupon(client, shop):
     body = post(client, shop, click_id=shop.click.id, order_id="O-2").get_json()
     conversion = db.session.get(Conversion, body["conversion_id"])
     assert conversion.click_id == shop.click.id and conversion.coupon_id is None
+
+
+def _redirect(client, code):
+    from urllib.parse import parse_qs, urlsplit
+
+    r = client.get(f"/r/{code}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"})
+    assert r.status_code == 302
+    return parse_qs(urlsplit(r.headers["Location"]).query)["click_id"][0]
+
+
+def test_a_click_from_the_redirect_attributes_before_and_after_the_flush(client, shop, redis_url):
+    """With Redis the click is still in the buffer when the postback arrives; it attributes
+    like a flushed one (without Redis it is in the database already)."""
+    from sqlalchemy import select
+
+    from partnernet.extensions import db
+    from partnernet.jobs import run_periodic
+    from partnernet.links.models import Click
+    from partnernet.links.services import create_link
+
+    link = create_link(shop.merchant.id, {"offer_id": shop.offer.id, "partner_id": shop.clicker.id})
+    click_id = _redirect(client, link.code)
+    stored = db.session.scalar(select(Click.id).where(Click.id == click_id))
+    assert (stored is None) == bool(redis_url)  # buffered only when Redis is configured
+    assert credited(post(client, shop, click_id=click_id)) == shop.clicker.id
+    run_periodic("flush-clicks")
+    second = _redirect(client, link.code)
+    run_periodic("flush-clicks")
+    assert db.session.scalar(select(Click.id).where(Click.id == second)) == second
+    assert credited(post(client, shop, click_id=second, order_id="O-2")) == shop.clicker.id
