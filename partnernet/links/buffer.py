@@ -107,7 +107,8 @@ def click_redis(app: Flask | None = None) -> Any:
 def mark_redis_down(app: Flask | None = None) -> None:
     """Remember a Redis failure: skip Redis for a few seconds instead of waiting on each click."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    _state(app).down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+    backoff = float(app.config.get("CLICK_REDIS_BACKOFF_SECONDS", REDIS_BACKOFF_SECONDS))
+    _state(app).down_until = time.monotonic() + backoff
 
 
 def _prefix() -> str:
@@ -198,10 +199,11 @@ def write_click_to_database(row: dict[str, Any], check_unique: bool) -> bool:
     unique = False
     if check_unique:
         since = row["created_at"] - timedelta(seconds=UNIQUE_WINDOW)
+        # Like the Redis key: the window runs from the last *unique* click, for one hour.
         seen = db.session.scalar(select(Click.id).where(
-            Click.link_id == row["link_id"], Click.ip_hash == row["ip_hash"],
-            Click.user_agent.is_not_distinct_from(row["user_agent"]),
-            Click.created_at >= since, Click.created_at <= row["created_at"]).limit(1))
+            Click.link_id == row["link_id"], Click.ip_hash.is_not_distinct_from(row["ip_hash"]),
+            Click.user_agent.is_not_distinct_from(row["user_agent"]), Click.is_unique.is_(True),
+            Click.created_at > since, Click.created_at <= row["created_at"]).limit(1))
         unique = seen is None
     row["is_unique"] = unique
     insert_ignore([row])

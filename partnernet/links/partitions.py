@@ -144,14 +144,13 @@ def maintain(now: datetime | None = None) -> dict[str, Any]:
     dropped: list[str] = []
     deleted = 0
     if retentions:
-        longest = max(retentions.values())
         # A day partition goes when every merchant's retention has passed it...
+        longest = max(retentions.values())
         dropped = drop_partitions_before(conn, (now - timedelta(days=longest)).date())
-        # ...and merchants keeping clicks for less lose theirs row by row (pruned to old days).
+        # ...and each merchant's older rows go row by row (pruned to the old days on PostgreSQL).
         for merchant_id, days in retentions.items():
-            if days < longest:
-                result = db.session.execute(delete(Click).where(
-                    Click.merchant_id == merchant_id, Click.created_at < now - timedelta(days=days)))
-                deleted += result.rowcount or 0
+            result = db.session.execute(delete(Click).where(
+                Click.merchant_id == merchant_id, Click.created_at < now - timedelta(days=days)))
+            deleted += result.rowcount or 0
     db.session.commit()
     return {"created": made, "dropped": dropped, "deleted_rows": deleted}

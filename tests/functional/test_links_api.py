@@ -95,7 +95,8 @@ def test_disable_and_enable_link(client, shop, offer, partner):
 
 
 @pytest.mark.parametrize("body", [
-    {}, {"offer_id": "x", "partner_id": 1}, {"offer_id": 1}, {"offer_id": 1, "partner_id": 1, "sub1": "x" * 256},
+    {}, {"offer_id": "x", "partner_id": 1}, {"offer_id": 1},
+    {"offer_id": 1, "partner_id": 1, "sub1": "x" * 256},
 ])
 def test_malformed_link_request_is_400(client, shop, body):
     assert_error(client.post("/api/v1/links", json=body, headers=auth(shop.api_key)), 400,

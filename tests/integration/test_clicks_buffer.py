@@ -1,0 +1,332 @@
+"""The click write path: Redis buffer, bulk flush, crash-safe reruns, the database fallback
+when Redis stops answering, and daily partitions on PostgreSQL."""
+
+import shutil
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import event, func, select, text
+
+from partnernet import clock
+from partnernet.extensions import db
+from partnernet.links import buffer, partitions, services
+from partnernet.links.models import Click
+from tests.factories import make_merchant, make_offer, make_partner
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
+
+
+def make_link():
+    shop = make_merchant()
+    partner = make_partner(shop.merchant.id)
+    offer = make_offer(shop.merchant.id)
+    return services.create_link(shop.merchant.id, {"offer_id": offer.id, "partner_id": partner.id})
+
+
+def hit(client, code, ip="192.0.2.10"):
+    r = client.get(f"/r/{code}", headers={"User-Agent": UA}, environ_base={"REMOTE_ADDR": ip})
+    assert r.status_code == 302
+    return parse_qs(urlsplit(r.headers["Location"]).query)["click_id"][0]
+
+
+def stored_count():
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(Click))
+
+
+@pytest.fixture
+def needs_redis(redis_url):
+    if not redis_url:
+        pytest.skip("needs REDIS_URL")
+
+
+class StatementCounter:
+    def __init__(self, engine):
+        self.engine, self.statements = engine, []
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._on)
+
+    def _on(self, conn, cursor, statement, *args):
+        self.statements.append(statement)
+
+
+def test_cached_redirect_runs_no_sql(app, client, needs_redis):
+    code = make_link().code
+    hit(client, code)  # first one loads the link into the caches
+    with StatementCounter(db.engine) as counter:
+        ids = [hit(client, code, ip=f"192.0.2.{i}") for i in range(20)]
+    assert counter.statements == []
+    assert buffer.buffer_length() == 21 and stored_count() == 0
+    assert buffer.flush_clicks()["flushed"] == 21
+    assert stored_count() == 21 and buffer.buffer_length() == 0
+    assert set(ids) <= {c.id for c in db.session.scalars(select(Click))}
+
+
+def test_link_cached_in_redis_serves_another_process_without_sql(app, app_factory, redis_url,
+                                                                 needs_redis):
+    code = make_link().code
+    hit(app.test_client(), code)  # fills Redis (and this app's LRU)
+    other = app_factory(redis_url)  # another process: its own empty LRU, the same Redis
+    other.config["REDIS_KEY_PREFIX"] = app.config["REDIS_KEY_PREFIX"]
+    with other.app_context():
+        with StatementCounter(db.engine) as counter:
+            hit(other.test_client(), code)
+        assert counter.statements == []
+    assert buffer.buffer_length() == 2
+
+
+def test_rerun_after_a_flush_died_half_way_inserts_nothing_twice(app, client, needs_redis):
+    link = make_link()
+    ids = {hit(client, link.code, ip=f"198.51.100.{i}") for i in range(30)}
+    # A flush that stored the first batch then died before deleting it from the stream:
+    conn = buffer.click_redis()
+    entries = conn.xrange(buffer.stream_key(), count=20)
+    assert buffer._store_batch([buffer.decode(f[b"c"], f[b"u"]) for _, f in entries]) == []
+    assert stored_count() == 20
+    result = buffer.flush_clicks(batch_size=7)
+    assert result == {"flushed": 30, "refused": 0}
+    assert stored_count() == 30 and buffer.buffer_length() == 0
+    assert {c.id for c in db.session.scalars(select(Click))} == ids
+    assert buffer.flush_clicks() == {"flushed": 0, "refused": 0}
+    # Flushed clicks resolve from the database now.
+    some = next(iter(ids))
+    assert services.resolve_click(some).id == some
+
+
+def test_only_one_flush_runs_at_a_time(app, client, needs_redis):
+    link = make_link()
+    hit(client, link.code)
+    conn = buffer.click_redis()
+    conn.set(f"{app.config['REDIS_KEY_PREFIX']}clicks:flush-lock", "someone-else", ex=30)
+    assert buffer.flush_clicks()["flushed"] == 0 and buffer.buffer_length() == 1
+    conn.delete(f"{app.config['REDIS_KEY_PREFIX']}clicks:flush-lock")
+    assert buffer.flush_clicks()["flushed"] == 1
+
+
+def test_a_row_the_database_refuses_goes_to_dead_letters_not_blocking_others(app, client,
+                                                                             needs_redis):
+    link = make_link()
+    good = [hit(client, link.code) for _ in range(3)]
+    bad = buffer.decode(buffer.encode({
+        "id": "f" * 32, "created_at": clock.now(), "link_id": link.id + 999, "merchant_id": link.merchant_id,
+        "offer_id": link.offer_id, "partner_id": link.partner_id}), "0")
+    buffer.click_redis().xadd(buffer.stream_key(), {"c": buffer.encode(bad), "u": "0"})
+    result = buffer.flush_clicks()
+    assert result == {"flushed": 3, "refused": 1}
+    assert {c.id for c in db.session.scalars(select(Click))} == set(good)
+    dead = buffer.click_redis().xrange(f"{app.config['REDIS_KEY_PREFIX']}clicks:dead")
+    assert len(dead) == 1 and b"f" * 32 in dead[0][1][b"c"]
+    assert buffer.buffer_length() == 0
+
+
+def test_flush_job_from_the_cli(app, client, needs_redis):
+    import json
+
+    link = make_link()
+    for _ in range(4):
+        hit(client, link.code)
+    out = app.test_cli_runner().invoke(args=["jobs", "run", "flush-clicks"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["result"]["flushed"] == 4
+    assert stored_count() == 4
+
+
+def test_without_redis_each_click_is_written_at_once(app_factory):
+    app = app_factory(None)
+    with app.app_context():
+        link = make_link()
+        click_id = hit(app.test_client(), link.code)
+        assert stored_count() == 1
+        assert services.resolve_click(click_id).link_id == link.id
+        assert buffer.flush_clicks() == {"flushed": 0, "buffer": None}
+
+
+def test_uniqueness_window_is_one_hour_on_the_database_path(app_factory):
+    app = app_factory(None)
+    with app.app_context():
+        link = make_link()
+        client = app.test_client()
+        start = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+        for minutes in (0, 59, 61, 121):
+            clock.freeze(start + timedelta(minutes=minutes))
+            hit(client, link.code)
+        flags = [c.is_unique for c in db.session.scalars(select(Click).order_by(Click.created_at))]
+        assert flags == [True, False, True, True]
+
+
+# -- Redis stops answering ------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test only (AOF on), so it can be stopped and started again."""
+
+    def __init__(self, tmp_path):
+        self.port, self.dir, self.proc = free_port(), tmp_path, None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        for _ in range(100):
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: redis fsyncs its AOF and exits
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_outage_mid_run_loses_no_click(private_redis, app_factory):
+    app = app_factory(private_redis.url, CLICK_REDIS_BACKOFF_SECONDS=0.2)
+    with app.app_context():
+        link = make_link()
+        client = app.test_client()
+        before = {hit(client, link.code, ip=f"10.0.0.{i}") for i in range(10)}
+        assert buffer.buffer_length() == 10 and stored_count() == 0
+        private_redis.stop()
+        during = {hit(client, link.code, ip=f"10.0.1.{i}") for i in range(10)}
+        assert stored_count() == 10  # written straight to the database
+        assert all(services.resolve_click(i) is not None for i in during)
+        private_redis.start()  # comes back with its AOF: the buffered clicks are still there
+        time.sleep(0.3)
+        after = {hit(client, link.code, ip=f"10.0.2.{i}") for i in range(5)}
+        assert buffer.flush_clicks()["flushed"] == 15
+        stored = {c.id for c in db.session.scalars(select(Click))}
+        assert stored == before | during | after
+
+
+def test_redis_never_there_still_redirects(app_factory):
+    app = app_factory(None)
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with app.app_context():
+        link = make_link()
+        ids = [hit(app.test_client(), link.code) for _ in range(3)]
+        assert stored_count() == 3
+        assert services.resolve_click(ids[0]) is not None
+        app.config["REDIS_URL"] = None  # so the fixture's cleanup does not try it
+
+
+# -- partitions (PostgreSQL) ----------------------------------------------------------------
+
+@pytest.fixture
+def needs_postgres(pg_url):
+    if not pg_url:
+        pytest.skip("needs PostgreSQL")
+
+
+def partition_of(click_id):
+    return db.session.scalar(text("SELECT tableoid::regclass::text FROM clicks WHERE id = :i"),
+                             {"i": click_id})
+
+
+def test_clicks_land_in_their_day_partition(app, client, needs_postgres):
+    today = clock.now().date()
+    names = partitions.existing_partitions(db.session.connection())
+    assert partitions.partition_name(today) in names and "clicks_default" in names
+    assert partitions.partition_name(today + timedelta(days=partitions.DAYS_AHEAD)) in names
+    link = make_link()
+    click_id = hit(client, link.code)
+    buffer.flush_clicks()
+    assert partition_of(click_id) == partitions.partition_name(clock.now().date())
+
+
+def test_a_day_without_partition_goes_to_default_then_moves_to_its_own(app, client, needs_postgres):
+    link = make_link()
+    far = datetime(2031, 7, 4, 15, 0, tzinfo=UTC)
+    clock.freeze(far)
+    click_id = hit(client, link.code)
+    buffer.flush_clicks()
+    assert partition_of(click_id) == "clicks_default"
+    result = partitions.maintain(far)
+    assert "clicks_p20310704" in result["created"]
+    assert partition_of(click_id) == "clicks_p20310704"
+    assert services.resolve_click(click_id).id == click_id
+    db.session.rollback()
+
+
+def test_retention_drops_old_partitions_and_each_merchants_old_rows(app, needs_postgres):
+    from partnernet.accounts.models import Merchant
+
+    now = datetime(2031, 9, 1, 12, 0, tzinfo=UTC)
+    short, long_ = make_link(), make_link()
+    db.session.get(Merchant, short.merchant_id).click_retention_days = 30
+    db.session.get(Merchant, long_.merchant_id).click_retention_days = 90
+    db.session.commit()
+    rows = []
+    for link, days_ago in ((short, 100), (short, 40), (short, 5), (long_, 40), (long_, 5)):
+        rows.append({"id": f"{len(rows):032x}", "created_at": now - timedelta(days=days_ago),
+                     "link_id": link.id, "merchant_id": link.merchant_id, "offer_id": link.offer_id,
+                     "partner_id": link.partner_id, "is_unique": True, "is_bot": False})
+    conn = db.session.connection()
+    partitions.create_day_partition(conn, (now - timedelta(days=100)).date())
+    buffer.insert_ignore(rows)
+    db.session.commit()
+    result = partitions.maintain(now)
+    assert result["dropped"] == [partitions.partition_name((now - timedelta(days=100)).date())]
+    kept = {(c.merchant_id, (now - c.created_at).days) for c in db.session.scalars(select(Click))}
+    assert kept == {(short.merchant_id, 5), (long_.merchant_id, 40), (long_.merchant_id, 5)}
+    assert partitions.maintain(now)["dropped"] == []  # idempotent
+    partitions.install_partitions(db.engine)  # today's partitions back for the tests that follow
+
+
+def test_retention_on_a_plain_table_deletes_rows(app):
+    if db.engine.dialect.name == "postgresql":
+        pytest.skip("SQLite path")
+    link = make_link()
+    now = clock.now()
+    buffer.insert_ignore([{"id": f"{i:032x}", "created_at": now - timedelta(days=d), "link_id": link.id,
+                           "merchant_id": link.merchant_id, "offer_id": link.offer_id,
+                           "partner_id": link.partner_id, "is_unique": True, "is_bot": False}
+                          for i, d in enumerate((500, 10))])
+    db.session.commit()
+    assert partitions.maintain(now)["deleted_rows"] == 1
+    assert stored_count() == 1
+
+
+def test_installer_is_idempotent(app, needs_postgres):
+    partitions.install_partitions(db.engine)
+    with db.engine.connect() as conn:
+        first = partitions.existing_partitions(conn)
+    partitions.install_partitions(db.engine)
+    with db.engine.connect() as conn:
+        again = partitions.existing_partitions(conn)
+    today = clock.now().date()
+    wanted = {partitions.partition_name(today + timedelta(days=d))
+              for d in range(-1, partitions.DAYS_AHEAD + 1)}
+    assert wanted <= set(first) and first == again
