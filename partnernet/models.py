@@ -6,9 +6,17 @@ from partnernet.conversions.models import Conversion, Postback
 from partnernet.links.models import Click, Coupon, Link
 from partnernet.offers.models import CommissionPlan, Membership, Offer, PlanOverride, PlanTier
 from partnernet.payouts.models import Payout, PayoutItem, PayoutRun, StripeEvent
+from partnernet.reports.models import (
+    AnomalyAlert,
+    ClickRollup,
+    ConversionRollup,
+    OfferBudget,
+    RollupWatermark,
+)
 
 __all__ = [
     "ApiKey", "Click", "Commission", "CommissionPlan", "Conversion", "Coupon", "LedgerEntry",
     "Link", "Membership", "Merchant", "Offer", "Partner", "Payout", "PayoutItem", "PayoutRun",
     "PlanOverride", "PlanTier", "Postback", "StripeEvent", "User",
+    "AnomalyAlert", "ClickRollup", "ConversionRollup", "OfferBudget", "RollupWatermark",
 ]

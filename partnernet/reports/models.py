@@ -1,0 +1,118 @@
+"""Rollup tables the reports read, the rollup watermark, anomaly alerts and offer budgets.
+
+Grain of the rollups: day (UTC) × merchant × offer × partner × sub1, and for the
+money side also × event × currency. ``sub1`` is stored as ``""`` when the click had
+none (a primary key column cannot be NULL); the reports show it as ``null``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from partnernet import clock
+from partnernet.commissions.models import Commission
+from partnernet.conversions.models import Conversion
+from partnernet.dbtypes import BigIntPK, UTCDateTime
+from partnernet.extensions import db
+
+SUB1_LENGTH = 255
+
+#: The rollup job scans these by their ``updated_at`` watermark.
+Index("ix_conversions_updated_at", Conversion.updated_at)
+Index("ix_commissions_updated_at", Commission.updated_at)
+
+
+class ClickRollup(db.Model):
+    """Click counts of one day × merchant × offer × partner × sub1."""
+
+    __tablename__ = "report_click_rollups"
+    __table_args__ = (Index("ix_report_click_rollups_merchant_day", "merchant_id", "day"),
+                      Index("ix_report_click_rollups_partner_day", "partner_id", "day"))
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sub1: Mapped[str] = mapped_column(String(SUB1_LENGTH), primary_key=True, default="")
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ConversionRollup(db.Model):
+    """Conversions, revenue and commissions of one day × merchant × offer × partner × sub1
+    × event × currency. CPC commissions (no conversion) are kept under event ``_cpc``."""
+
+    __tablename__ = "report_conversion_rollups"
+    __table_args__ = (Index("ix_report_conversion_rollups_merchant_day", "merchant_id", "day"),
+                      Index("ix_report_conversion_rollups_partner_day", "partner_id", "day"))
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sub1: Mapped[str] = mapped_column(String(SUB1_LENGTH), primary_key=True, default="")
+    event: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Sum of commission amounts that are not rejected (before reversals).
+    commission_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupWatermark(db.Model):
+    """How far the rollup job has read each source (``clicks`` by created_at,
+    ``changes`` by conversions' and commissions' updated_at)."""
+
+    __tablename__ = "report_watermarks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+
+ALERT_KINDS = ("click_flood", "conversion_rate_drop", "refund_spike")
+
+
+class AnomalyAlert(db.Model):
+    """A partner's or offer's day that deviates from its own trailing baseline."""
+
+    __tablename__ = "report_alerts"
+    __table_args__ = (UniqueConstraint("merchant_id", "subject", "subject_id", "kind", "day"),
+                      Index("ix_report_alerts_merchant_created", "merchant_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    #: partner | offer
+    subject: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    day: Mapped[date] = mapped_column(Date)
+    #: The day's value and the baseline, as decimal strings (counts or percents).
+    observed: Mapped[str] = mapped_column(String(32))
+    baseline: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(500))
+    #: open | dismissed
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class OfferBudget(db.Model):
+    """An optional monthly budget (commission spend) for an offer, in the offer's currency."""
+
+    __tablename__ = "report_offer_budgets"
+
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    monthly_budget_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)

@@ -1,0 +1,396 @@
+"""Aggregates over the raw tables, and the rollup tables kept from them incrementally.
+
+The same aggregate queries serve the rollup job (grouped by the rollup grain) and the
+reports that the rollups cannot answer (sub2..sub5, country), so a rollup row and
+the raw numbers cannot drift apart by definition.
+
+Incremental rules (``run_rollup``):
+
+- Clicks are insert-only: the job adds the counts of clicks with
+  ``watermark < created_at <= now - settle`` to their buckets and moves the
+  watermark, in one transaction. A click flushed from the Redis buffer later than
+  ``settle`` seconds after it happened is picked up by ``reconcile_days`` (the
+  daily ``rollup-reconcile`` job recounts the last days from the raw table).
+- Conversions and commissions change after creation (refunds, holds, rejections):
+  every (merchant, day) touched by a row whose ``updated_at`` passed the watermark
+  is recomputed whole from the raw tables (the day of a conversion is the day it
+  happened, so a refund a month later corrects that month-old day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import aliased
+
+from partnernet import clock
+from partnernet.accounts.models import Partner
+from partnernet.commissions.models import Commission
+from partnernet.conversions.models import Conversion
+from partnernet.extensions import db
+from partnernet.links.models import Click
+from partnernet.reports.metrics import CPC_EVENT
+from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
+
+#: The rollup grain (besides event and currency on the money side).
+GRAIN = ("day", "merchant", "offer", "partner", "sub1")
+SUBS = ("sub1", "sub2", "sub3", "sub4", "sub5")
+EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+CLICK_MEASURES = ("clicks", "unique_clicks", "bot_clicks")
+CONVERSION_MEASURES = ("conversions", "revenue_minor", "refunded_minor", "refunded_conversions")
+COMMISSION_MEASURES = ("commission_minor", "reversed_minor", "held_commissions",
+                       "rejected_commissions")
+MONEY_MEASURES = CONVERSION_MEASURES + COMMISSION_MEASURES
+
+
+def _dialect() -> str:
+    return db.engine.dialect.name
+
+
+def day_of(column: Any) -> Any:
+    """The UTC calendar day of a timestamp column, as a SQL date on both databases."""
+    if _dialect() == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return type_coerce(func.date(column), Date)
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=EPOCH.tzinfo)
+
+
+def _counted(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _summed(expr: Any) -> Any:
+    return func.coalesce(func.sum(expr), 0)
+
+
+# -- the raw aggregates ---------------------------------------------------------------
+
+class Scope:
+    """Which rows a query may see: one merchant's, or one partner's (optionally at one merchant)."""
+
+    def __init__(self, merchant_id: int | None = None, partner_id: int | None = None) -> None:
+        if merchant_id is None and partner_id is None:
+            raise ValueError("a report needs a merchant or a partner scope")
+        self.merchant_id = merchant_id
+        self.partner_id = partner_id
+
+    def where(self, merchant_col: Any, partner_col: Any) -> list[Any]:
+        conds = []
+        if self.merchant_id is not None:
+            conds.append(merchant_col == self.merchant_id)
+        if self.partner_id is not None:
+            conds.append(partner_col == self.partner_id)
+        return conds
+
+
+def _dims(dims: Sequence[str], *, day: Any, merchant: Any, offer: Any, partner: Any,
+          subs: Any, country: Any, channel: Any) -> list[Any]:
+    """The SQL expressions of the requested dimensions, labelled by name."""
+    exprs = []
+    for name in dims:
+        if name == "day":
+            expr = day
+        elif name == "merchant":
+            expr = merchant
+        elif name == "offer":
+            expr = offer
+        elif name == "partner":
+            expr = partner
+        elif name in SUBS:
+            expr = func.coalesce(subs[int(name[3]) - 1], "")
+        elif name == "country":
+            expr = func.coalesce(country, "")
+        elif name == "channel":
+            expr = channel
+        else:
+            raise ValueError(f"unknown dimension {name}")
+        exprs.append(expr.label(name))
+    return exprs
+
+
+def _filters(filters: dict[str, Any], *, offer: Any, partner: Any, subs: Any, country: Any,
+             channel: Any) -> list[Any]:
+    conds = []
+    if filters.get("offer_id") is not None:
+        conds.append(offer == filters["offer_id"])
+    if filters.get("partner_id") is not None:
+        conds.append(partner == filters["partner_id"])
+    for i, name in enumerate(SUBS):
+        if filters.get(name) is not None:
+            conds.append(func.coalesce(subs[i], "") == filters[name])
+    if filters.get("country") is not None:
+        conds.append(func.coalesce(country, "") == filters["country"])
+    if filters.get("channel") is not None:
+        conds.append(channel == filters["channel"])
+    return conds
+
+
+def raw_click_select(dims: Sequence[str], scope: Scope | None, conds: Iterable[Any] = (),
+                     filters: dict[str, Any] | None = None) -> Any:
+    """Click counts grouped by ``dims`` straight from ``clicks``."""
+    subs = [Click.sub1, Click.sub2, Click.sub3, Click.sub4, Click.sub5]
+    cols = dict(day=day_of(Click.created_at), merchant=Click.merchant_id, offer=Click.offer_id,
+                partner=Click.partner_id, subs=subs, country=Click.country,
+                channel=Partner.channel_type)
+    group = _dims(dims, **cols)
+    stmt = select(*group,
+                  func.count().label("clicks"),
+                  _counted(and_(Click.is_unique.is_(True), Click.is_bot.is_(False)))
+                  .label("unique_clicks"),
+                  _counted(Click.is_bot.is_(True)).label("bot_clicks")).select_from(Click)
+    if "channel" in dims or (filters or {}).get("channel") is not None:
+        stmt = stmt.join(Partner, Partner.id == Click.partner_id)
+    where = list(conds)
+    if scope is not None:
+        where += scope.where(Click.merchant_id, Click.partner_id)
+    where += _filters(filters or {}, offer=Click.offer_id, partner=Click.partner_id, subs=subs,
+                      country=Click.country, channel=Partner.channel_type)
+    return stmt.where(*where).group_by(*[g for g in group])
+
+
+def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date]
+                          | None = None, filters: dict[str, Any] | None = None,
+                          merchant_id: int | None = None) -> Any:
+    """Conversion counts, revenue and refunds by ``dims``, event and conversion currency."""
+    ck = aliased(Click)
+    subs = [ck.sub1, ck.sub2, ck.sub3, ck.sub4, ck.sub5]
+    cols = dict(day=day_of(Conversion.created_at), merchant=Conversion.merchant_id,
+                offer=Conversion.offer_id, partner=Conversion.partner_id, subs=subs,
+                country=ck.country, channel=Partner.channel_type)
+    group = _dims(dims, **cols) + [Conversion.event.label("event"),
+                                   Conversion.currency.label("currency")]
+    refunded = or_(Conversion.refunded_minor > 0,
+                   Conversion.status.in_(("refunded", "partially_refunded")))
+    stmt = (select(*group,
+                   func.count().label("conversions"),
+                   _summed(Conversion.amount_minor).label("revenue_minor"),
+                   _summed(Conversion.refunded_minor).label("refunded_minor"),
+                   _counted(refunded).label("refunded_conversions"))
+            .select_from(Conversion).outerjoin(ck, ck.id == Conversion.click_id))
+    if "channel" in dims or (filters or {}).get("channel") is not None:
+        stmt = stmt.join(Partner, Partner.id == Conversion.partner_id)
+    where = []
+    if scope is not None:
+        where += scope.where(Conversion.merchant_id, Conversion.partner_id)
+    if merchant_id is not None:
+        where.append(Conversion.merchant_id == merchant_id)
+    if day_range is not None:
+        where += [Conversion.created_at >= day_start(day_range[0]),
+                  Conversion.created_at < day_start(day_range[1] + timedelta(days=1))]
+    where += _filters(filters or {}, offer=Conversion.offer_id, partner=Conversion.partner_id,
+                      subs=subs, country=ck.country, channel=Partner.channel_type)
+    return stmt.where(*where).group_by(*group)
+
+
+def raw_commission_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date]
+                          | None = None, filters: dict[str, Any] | None = None,
+                          merchant_id: int | None = None) -> Any:
+    """Commission sums by ``dims``, event and commission currency; the day is the
+    conversion's (a CPC accrual's own day, under event ``_cpc``)."""
+    cv = aliased(Conversion)
+    ck = aliased(Click)
+    subs = [ck.sub1, ck.sub2, ck.sub3, ck.sub4, ck.sub5]
+    happened = func.coalesce(cv.created_at, Commission.created_at)
+    cols = dict(day=day_of(happened), merchant=Commission.merchant_id, offer=Commission.offer_id,
+                partner=Commission.partner_id, subs=subs, country=ck.country,
+                channel=Partner.channel_type)
+    group = _dims(dims, **cols) + [func.coalesce(cv.event, CPC_EVENT).label("event"),
+                                   Commission.currency.label("currency")]
+    live = Commission.status != "rejected"
+    stmt = (select(*group,
+                   _summed(case((live, Commission.amount_minor), else_=0)).label("commission_minor"),
+                   _summed(case((live, Commission.reversed_minor), else_=0)).label("reversed_minor"),
+                   _counted(Commission.status == "held").label("held_commissions"),
+                   _counted(Commission.status == "rejected").label("rejected_commissions"))
+            .select_from(Commission)
+            .outerjoin(cv, cv.id == Commission.conversion_id)
+            .outerjoin(ck, ck.id == cv.click_id))
+    if "channel" in dims or (filters or {}).get("channel") is not None:
+        stmt = stmt.join(Partner, Partner.id == Commission.partner_id)
+    where = []
+    if scope is not None:
+        where += scope.where(Commission.merchant_id, Commission.partner_id)
+    if merchant_id is not None:
+        where.append(Commission.merchant_id == merchant_id)
+    if day_range is not None:
+        where += [happened >= day_start(day_range[0]),
+                  happened < day_start(day_range[1] + timedelta(days=1))]
+    where += _filters(filters or {}, offer=Commission.offer_id, partner=Commission.partner_id,
+                      subs=subs, country=ck.country, channel=Partner.channel_type)
+    return stmt.where(*where).group_by(*group)
+
+
+def merge_money_rows(dims: Sequence[str], conversion_rows: Iterable[Any],
+                     commission_rows: Iterable[Any]) -> dict[tuple[Any, ...], dict[str, int]]:
+    """Join the conversion and commission aggregates on (dims, event, currency)."""
+    merged: dict[tuple[Any, ...], dict[str, int]] = {}
+    for rows, measures in ((conversion_rows, CONVERSION_MEASURES),
+                           (commission_rows, COMMISSION_MEASURES)):
+        for row in rows:
+            m = row._mapping
+            key = tuple(m[d] for d in dims) + (m["event"], m["currency"])
+            slot = merged.setdefault(key, dict.fromkeys(MONEY_MEASURES, 0))
+            for name in measures:
+                slot[name] += int(m[name])
+    return merged
+
+
+# -- keeping the rollups --------------------------------------------------------------
+
+def _upsert(model: Any, rows: list[dict[str, Any]], keys: Sequence[str], measures: Sequence[str],
+            additive: bool) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE, adding to (or replacing) the measures."""
+    if not rows:
+        return
+    if _dialect() == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    table = model.__table__
+    for start in range(0, len(rows), 1000):
+        stmt = insert(table).values(rows[start:start + 1000])
+        new = {name: (table.c[name] + stmt.excluded[name]) if additive else stmt.excluded[name]
+               for name in measures}
+        db.session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=new))
+
+
+def _click_rows(stmt: Any) -> list[dict[str, Any]]:
+    return [{"day": r.day, "merchant_id": r.merchant, "offer_id": r.offer,
+             "partner_id": r.partner, "sub1": r.sub1, "clicks": int(r.clicks),
+             "unique_clicks": int(r.unique_clicks), "bot_clicks": int(r.bot_clicks)}
+            for r in db.session.execute(stmt)]
+
+
+CLICK_KEYS = ("day", "merchant_id", "offer_id", "partner_id", "sub1")
+MONEY_KEYS = CLICK_KEYS + ("event", "currency")
+
+
+def add_clicks(after: datetime, until: datetime) -> int:
+    """Add clicks with ``after < created_at <= until`` to the click rollups; rows written."""
+    stmt = raw_click_select(GRAIN, None, [Click.created_at > after, Click.created_at <= until])
+    rows = _click_rows(stmt)
+    _upsert(ClickRollup, rows, CLICK_KEYS, CLICK_MEASURES, additive=True)
+    return len(rows)
+
+
+def recount_click_days(first: date, last: date, merchant_id: int | None = None) -> int:
+    """Recount the click rollups of whole days from the raw clicks (late-flushed clicks)."""
+    lo, hi = day_start(first), day_start(last + timedelta(days=1))
+    conds = [Click.created_at >= lo, Click.created_at < hi]
+    wipe = delete(ClickRollup).where(ClickRollup.day >= first, ClickRollup.day <= last)
+    if merchant_id is not None:
+        conds.append(Click.merchant_id == merchant_id)
+        wipe = wipe.where(ClickRollup.merchant_id == merchant_id)
+    db.session.execute(wipe)
+    rows = _click_rows(raw_click_select(GRAIN, None, conds))
+    _upsert(ClickRollup, rows, CLICK_KEYS, CLICK_MEASURES, additive=False)
+    return len(rows)
+
+
+def recompute_money_day(merchant_id: int, day: date) -> int:
+    """Recompute one merchant's conversion rollups of one day from the raw tables."""
+    db.session.execute(delete(ConversionRollup).where(
+        ConversionRollup.merchant_id == merchant_id, ConversionRollup.day == day))
+    span = (day, day)
+    merged = merge_money_rows(
+        GRAIN,
+        db.session.execute(raw_conversion_select(GRAIN, None, span, merchant_id=merchant_id)),
+        db.session.execute(raw_commission_select(GRAIN, None, span, merchant_id=merchant_id)))
+    rows = [dict(zip(MONEY_KEYS, (k[0], k[1], k[2], k[3], k[4], k[5], k[6]), strict=True),
+                 **measures) for k, measures in merged.items()]
+    _upsert(ConversionRollup, rows, MONEY_KEYS, MONEY_MEASURES, additive=False)
+    return len(rows)
+
+
+def changed_money_days(after: datetime, until: datetime) -> set[tuple[int, date]]:
+    """(merchant, day) pairs touched by conversions or commissions changed in the window."""
+    conv = select(Conversion.merchant_id, day_of(Conversion.created_at)).where(
+        Conversion.updated_at > after, Conversion.updated_at <= until).distinct()
+    cv = aliased(Conversion)
+    comm = (select(Commission.merchant_id,
+                   day_of(func.coalesce(cv.created_at, Commission.created_at)))
+            .outerjoin(cv, cv.id == Commission.conversion_id)
+            .where(Commission.updated_at > after, Commission.updated_at <= until).distinct())
+    pairs = {(int(m), d) for m, d in db.session.execute(conv)}
+    pairs |= {(int(m), d) for m, d in db.session.execute(comm)}
+    return pairs
+
+
+def _watermark(name: str) -> RollupWatermark:
+    row = db.session.scalar(select(RollupWatermark).where(RollupWatermark.name == name)
+                            .with_for_update())
+    if row is None:
+        db.session.add(RollupWatermark(name=name, value=EPOCH))
+        db.session.flush()
+        row = db.session.scalar(select(RollupWatermark).where(RollupWatermark.name == name)
+                                .with_for_update())
+    assert row is not None
+    return row
+
+
+def run_rollup(settle_seconds: int | None = None) -> dict[str, Any]:
+    """The ``rollup`` job: bring the rollups up to ``now - settle``; one transaction.
+
+    Two runs at once are serialized by the watermark row lock (PostgreSQL), so a
+    click is never counted twice.
+    """
+    from flask import current_app
+
+    if settle_seconds is None:
+        settle_seconds = int(current_app.config.get("REPORTS_ROLLUP_SETTLE_SECONDS", 60))
+    until = clock.now() - timedelta(seconds=settle_seconds)
+    clicks_mark = _watermark("clicks")
+    changes_mark = _watermark("changes")
+    result: dict[str, Any] = {"click_rows": 0, "money_days": 0}
+    if until > clicks_mark.value:
+        result["click_rows"] = add_clicks(clicks_mark.value, until)
+        clicks_mark.value = until
+    if until > changes_mark.value:
+        days = changed_money_days(changes_mark.value, until)
+        for merchant_id, day in sorted(days):
+            recompute_money_day(merchant_id, day)
+        result["money_days"] = len(days)
+        changes_mark.value = until
+    result["until"] = until.isoformat()
+    db.session.commit()
+    return result
+
+
+def reconcile_days(days: int = 2) -> dict[str, Any]:
+    """The ``rollup-reconcile`` job: recount the click rollups of the last ``days`` full
+    days up to the clicks watermark (catches clicks flushed late from the buffer)."""
+    mark = _watermark("clicks")
+    last = mark.value.date() - timedelta(days=1)
+    first = last - timedelta(days=days - 1)
+    if mark.value == EPOCH:
+        db.session.commit()
+        return {"days": 0}
+    recount_click_days(first, last)
+    db.session.commit()
+    return {"days": days, "first": first.isoformat(), "last": last.isoformat()}
+
+
+def rebuild() -> dict[str, Any]:
+    """Throw the rollups away and build them again from the raw tables (a repair tool)."""
+    db.session.execute(delete(ClickRollup))
+    db.session.execute(delete(ConversionRollup))
+    db.session.execute(delete(RollupWatermark))
+    db.session.flush()
+    return run_rollup()
