@@ -136,8 +136,12 @@ def report_source(group_by: list[str], filters: dict[str, Any]) -> str:
 
 
 def build_report(scope: Scope, group_by: list[str], first: date | None = None,
-                 last: date | None = None, filters: dict[str, Any] | None = None) -> Report:
-    """Compute the report rows for ``scope`` (a merchant's or a partner's traffic)."""
+                 last: date | None = None, filters: dict[str, Any] | None = None,
+                 force_source: str | None = None) -> Report:
+    """Compute the report rows for ``scope`` (a merchant's or a partner's traffic).
+
+    ``force_source="raw"`` reads the raw tables even when the rollups could answer
+    (used to check one against the other)."""
     filters = {k: v for k, v in (filters or {}).items() if v is not None}
     if first is None or last is None:
         d_first, d_last = default_range()
@@ -150,7 +154,7 @@ def build_report(scope: Scope, group_by: list[str], first: date | None = None,
         if g not in GROUPS:
             raise InvalidReportRange(f"Unknown group_by {g!r}.", code="invalid_group_by")
     dims = _sql_dims(group_by)
-    source = report_source(group_by, filters)
+    source = force_source or report_source(group_by, filters)
     if source == "rollup":
         clicks_stmt, money_stmt = _rollup_selects(dims, scope, first, last, filters)
         click_rows = db.session.execute(clicks_stmt).all()
