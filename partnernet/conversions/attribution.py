@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from partnernet.conversions.exceptions import ClickExpired, Unattributed
 from partnernet.extensions import db
@@ -69,18 +70,23 @@ def earliest_visitor_click(click: Click, offer: Offer, now: datetime) -> Click:
     return min(candidates, key=lambda c: c.created_at)
 
 
+def _offer(offer_id: int) -> Offer | None:
+    # The plans come along: the postback needs them next (one query, not two).
+    return db.session.get(Offer, offer_id, options=[joinedload(Offer.plans)])
+
+
 def attribute(merchant_id: int, click_id: str | None, coupon_code: str | None,
               now: datetime) -> Attribution:
     """Attribute a conversion of the merchant, or raise ``Unattributed`` / ``ClickExpired``."""
     click = links.resolve_click(click_id) if click_id else None
     if click is not None and click.merchant_id != merchant_id:
         click = None  # another merchant's click does not exist here
-    click_offer = db.session.get(Offer, click.offer_id) if click is not None else None
+    click_offer = _offer(click.offer_id) if click is not None else None
     click_valid = bool(click is not None and click_offer is not None and within_window(
         click.created_at, now, click_offer.attribution_window_days))
 
     coupon = links.resolve_coupon(merchant_id, coupon_code) if coupon_code else None
-    coupon_offer = db.session.get(Offer, coupon.offer_id) if coupon is not None else None
+    coupon_offer = _offer(coupon.offer_id) if coupon is not None else None
     coupon_valid = coupon is not None and coupon_offer is not None
     if coupon_valid and coupon_offer is not None and coupon_offer.coupon_requires_click:
         # The coupon's partner must also have sent this shopper (a valid click of theirs).

@@ -409,3 +409,19 @@ def test_rate_limit_per_merchant_token(app_factory, shop):
         # another merchant's token has its own budget
         r = c.get("/postback", query_string={"token": other.postback_token, "order_id": "Z"})
         assert_error(r, 422, "unattributed")
+
+
+def test_a_rotated_token_is_refused_once_the_credentials_cache_expires(app_factory, shop):
+    from partnernet.accounts.services import issue_postback_credentials
+    from partnernet.extensions import db
+
+    uncached = app_factory(POSTBACK_AUTH_CACHE_SECONDS=0)
+    with uncached.app_context():
+        c = uncached.test_client()
+        assert c.get("/postback", query_string=sale(shop)).status_code == 200
+        merchant = db.session.merge(shop.merchant)
+        new_token, _ = issue_postback_credentials(merchant)
+        db.session.commit()
+        assert_error(c.get("/postback", query_string=sale(shop, order_id="B")), 401, "invalid_token")
+        r = c.get("/postback", query_string=sale(shop, order_id="B", token=new_token))
+        assert r.status_code == 200

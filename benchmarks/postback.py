@@ -1,0 +1,251 @@
+"""Postback throughput on PostgreSQL, against the click redirect measured in the same run.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/postback.py
+
+It creates a database of its own on the server (dropped at the end), seeds a merchant,
+an offer, a partner, a link and clicks, starts ``gunicorn wsgi:app`` once, then drives
+three phases of equal length with the same client processes:
+
+1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
+   redirect uses the bare ``/healthz`` Flask route instead, and says so);
+2. new-conversion postbacks: every request a new order (raw log, dedupe insert,
+   attribution, commission, outcome: two commits);
+3. duplicate postbacks: orders already recorded in phase 2.
+
+It prints requests/s per phase and the ratios the issue asks for:
+new ÷ redirect ≥ 0.25 and duplicate ÷ new ≥ 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def drive(port: int, paths: list[str], seconds: float, threads: int, queue: mp.Queue) -> None:
+    """Client process: ``threads`` keep-alive connections cycling through ``paths``."""
+    import threading
+
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def loop(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        i = offset
+        local: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            path = paths[i % len(paths)]
+            i += threads
+            try:
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                local[response.status] = local.get(response.status, 0) + 1
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            except (OSError, http.client.HTTPException):
+                local[0] = local.get(0, 0) + 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.close()
+        with lock:
+            for status, n in local.items():
+                counts[status] = counts.get(status, 0) + n
+
+    workers = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    queue.put(counts)
+
+
+def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
+          threads: int) -> tuple[float, dict[int, int]]:
+    """Run one phase with one client process per path set; answer (req/s, status counts)."""
+    queue: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=drive, args=(port, paths, seconds, threads, queue))
+             for paths in path_sets]
+    started = time.monotonic()
+    for p in procs:
+        p.start()
+    totals: dict[int, int] = {}
+    for _ in procs:
+        for status, n in queue.get(timeout=seconds + 120).items():
+            totals[status] = totals.get(status, 0) + n
+    for p in procs:
+        p.join()
+    elapsed = time.monotonic() - started
+    rate = sum(totals.values()) / elapsed
+    print(f"  {name:<22} {rate:8.0f} req/s   statuses {dict(sorted(totals.items()))}", flush=True)
+    return rate, totals
+
+
+def seed(url: str, clicks: int) -> dict[str, object]:
+    """Schema and data: a merchant, an offer (10 % cps), a partner, a link, clicks."""
+    from datetime import timedelta
+
+    from partnernet import clock, dbsetup, tokens
+    from partnernet.accounts.services import create_merchant, create_partner
+    from partnernet.app import create_app
+    from partnernet.extensions import db
+    from partnernet.links.models import Click, Link
+    from partnernet.offers.schemas import OfferIn
+    from partnernet.offers.services import create_offer
+
+    app = create_app({"DATABASE_URL": url, "REDIS_URL": None, "SECRET_KEY": "x" * 40,
+                      "TESTING": True})
+    with app.app_context():
+        db.create_all()
+        dbsetup.install(db.engine)
+        shop = create_merchant("Bench shop", f"bench-{uuid.uuid4().hex[:6]}@shop.example")
+        offer = create_offer(shop.merchant.id, OfferIn().load({
+            "name": "Bench", "landing_url": "https://shop.example/landing",
+            "plans": [{"event": "sale", "type": "cps", "percent": "10"}]}))
+        partner, _ = create_partner(shop.merchant.id, email="bench@partner.example", name="Bench")
+        link = Link(code=tokens.new_code(10), merchant_id=shop.merchant.id, offer_id=offer.id,
+                    partner_id=partner.id, status="active")
+        db.session.add(link)
+        db.session.flush()
+        now = clock.now()
+        ids = [tokens.new_click_id() for _ in range(clicks)]
+        db.session.add_all(Click(id=cid, link_id=link.id, merchant_id=shop.merchant.id,
+                                 offer_id=offer.id, partner_id=partner.id,
+                                 created_at=now - timedelta(minutes=i)) for i, cid in enumerate(ids))
+        db.session.commit()
+        data = {"token": shop.postback_token, "code": link.code, "click_ids": ids}
+        db.engine.dispose()
+    return data
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("gunicorn exited during start-up")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer /healthz in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--threads", type=int, default=4, help="connections per client process")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--worker-threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--port", type=int, default=5077)
+    parser.add_argument("--baseline", choices=("redirect", "healthz"), default="redirect")
+    args = parser.parse_args()
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from partnernet.config import normalize_database_url
+
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith(("postgres://", "postgresql")):
+        raise SystemExit("set DATABASE_URL to a PostgreSQL server (the benchmark makes its own database)")
+    base = make_url(normalize_database_url(base_url))
+    name = f"pn_bench_postback_{os.getpid()}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    prefix = f"pnbench{os.getpid()}"
+    server = None
+    try:
+        data = seed(url, clicks=2000)
+        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "b" * 48,
+               "PARTNERNET_REDIS_PREFIX": f"{prefix}:", "PARTNERNET_QUEUE_PREFIX": prefix,
+               "PARTNERNET_POSTBACK_RATE_LIMIT": "100000000 per minute"}
+        cmd = [str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-k", "gthread",
+               "--threads", str(args.worker_threads), "-b", f"127.0.0.1:{args.port}",
+               "--log-level", "warning", "wsgi:app"]
+        server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+        wait_ready(args.port, server)
+
+        baseline_path = f"/r/{data['code']}"
+        conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
+        conn.request("GET", baseline_path, headers={"User-Agent": "bench"})
+        redirect_works = conn.getresponse().status == 302
+        conn.close()
+        if args.baseline == "healthz" or not redirect_works:
+            baseline_name = "baseline /healthz"
+            baseline_path = "/healthz"
+            print("NOTE: the baseline is the bare /healthz Flask route, not the redirect.")
+        else:
+            baseline_name = "redirect /r/<code>"
+        token = data["token"]
+        clicks = data["click_ids"]
+        run = uuid.uuid4().hex[:6]
+
+        def postbacks(client: int, count: int) -> list[str]:
+            return ["/postback?" + urlencode({
+                "token": token, "click_id": clicks[(client * count + i) % len(clicks)],
+                "order_id": f"{run}-{client}-{i}", "amount": "49.90"}) for i in range(count)]
+
+        print(f"gunicorn: {args.workers} workers x {args.worker_threads} threads (gthread); "
+              f"clients: {args.clients} processes x {args.threads} keep-alive connections; "
+              f"{args.seconds:.0f} s per phase; Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
+        phase("warm-up", args.port, [[baseline_path]] * args.clients, 1.5, args.threads)
+        base_rate, _ = phase(baseline_name, args.port, [[baseline_path]] * args.clients,
+                             args.seconds, args.threads)
+        # Enough distinct orders that no client wraps around within the phase.
+        per_client = 200_000
+        new_sets = [postbacks(c, per_client) for c in range(args.clients)]
+        new_rate, new_status = phase("new postbacks", args.port, new_sets, args.seconds, args.threads)
+        # The first half of each client's share surely got recorded: repeat those.
+        done = max(1, new_status.get(200, 0) // args.clients // 2)
+        dup_sets = [paths[:min(done, 2000)] for paths in new_sets]
+        dup_rate, dup_status = phase("duplicate postbacks", args.port, dup_sets, args.seconds,
+                                     args.threads)
+        print()
+        print(f"new postbacks / {baseline_name}: {new_rate / base_rate:5.2f}  (target >= 0.25)")
+        print(f"duplicate / new postbacks:       {dup_rate / new_rate:5.2f}  (target >= 1.00)")
+        bad = {s: n for s, n in {**new_status, **dup_status}.items() if s != 200}
+        if bad:
+            print(f"non-200 answers during postback phases: {bad}")
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+        redis_url = os.environ.get("REDIS_URL")
+        if redis_url:
+            import redis
+
+            r = redis.Redis.from_url(redis_url)
+            for pattern in (f"{prefix}:*", f"rq:*{prefix}*"):
+                keys = list(r.scan_iter(pattern, count=1000))
+                if keys:
+                    r.delete(*keys)
+
+
+if __name__ == "__main__":
+    main()
