@@ -250,10 +250,17 @@ def is_crawler(user_agent: str) -> bool:
     return _CRAWLER_RE.search(user_agent) is not None
 
 
+_IPV4_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+
+
+@lru_cache(maxsize=4096)
 def truncate_ip(ip: str | None) -> str | None:
     """IPv4 to its /24, IPv6 to its /48 (network address); None when not an address."""
     if not ip:
         return None
+    quad = _IPV4_RE.fullmatch(ip)
+    if quad and all(int(octet) < 256 for octet in quad.groups()):
+        return f"{int(quad[1])}.{int(quad[2])}.{int(quad[3])}.0"
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -264,11 +271,18 @@ def truncate_ip(ip: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 
 
+@lru_cache(maxsize=8)
+def _hmac_base(secret_key: str) -> hmac.HMAC:
+    return hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
+
+
 def ip_hash(ip: str | None, secret_key: str) -> str | None:
     """Keyed hash (HMAC-SHA256 with SECRET_KEY) of the full address: dedupe without keeping it."""
     if not ip:
         return None
-    return hmac.new(secret_key.encode(), ip.encode(), hashlib.sha256).hexdigest()
+    mac = _hmac_base(secret_key).copy()  # the keyed state, prepared once
+    mac.update(ip.encode())
+    return mac.hexdigest()
 
 
 # -- recording ----------------------------------------------------------------------------

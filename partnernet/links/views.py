@@ -1,32 +1,82 @@
-"""``GET /r/<code>``: the click redirect (public, no session, no CSRF)."""
+"""``GET /r/<code>``: the click redirect (public, no session, no CSRF).
+
+Two doors to the same services: a small WSGI layer answers the common case (an active
+link found in the caches) before Flask's request machinery runs — the redirect is the
+network's hot path and Flask's per-request work would otherwise cost more than the
+redirect itself — and the Flask view below answers everything else (unknown codes,
+the 404 page, errors) exactly the same way.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from partnernet.errors import render_error
 from partnernet.links import tracking
 from partnernet.links.models import SUB_LENGTH
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("redirect", __name__)
 
 SUB_NAMES = ("sub1", "sub2", "sub3", "sub4", "sub5")
+#: The headers the app adds to every answer (app.register_security_headers) that matter on a 302.
+STATIC_HEADERS = [("Cache-Control", "no-store, private"), ("X-Content-Type-Options", "nosniff"),
+                  ("Referrer-Policy", "strict-origin-when-cross-origin"), ("Content-Length", "0")]
 
 
-def visit_from_request() -> tracking.Visit:
-    """The visit this request describes (a malformed visitor cookie gets a new id)."""
-    args = request.args
-    visitor_id = tracking.valid_visitor_id(request.cookies.get(tracking.VISITOR_COOKIE))
-    headers = request.headers
+_COOKIE_RE = re.compile(rf'(?:^|;)\s*{tracking.VISITOR_COOKIE}="?([^";]*)')
+
+
+def query_args(environ: dict[str, Any]) -> dict[str, str]:
+    """The query string's parameters, first value of each (as ``request.args.get`` gives)."""
+    raw = environ.get("QUERY_STRING", "")
+    if not raw:
+        return {}
+    # WSGI hands over the raw bytes as latin-1 text; the URL's own encoding is UTF-8.
+    text = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+    args: dict[str, str] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=200):
+        args.setdefault(key, value)
+    return args
+
+
+def visit_from_environ(environ: dict[str, Any]) -> tracking.Visit:
+    """The visit a request describes, cleaned (a malformed visitor cookie gets a new id).
+
+    Read from the WSGI environ directly: the same code serves the fast path and the view.
+    """
+    args = query_args(environ)
+    cookie = _COOKIE_RE.search(environ.get("HTTP_COOKIE", ""))
+    visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
     return tracking.Visit(
-        ip=request.remote_addr,
-        user_agent=tracking.clean(headers.get("User-Agent"), 512),
-        referer=tracking.clean(headers.get("Referer"), 1024),
+        ip=environ.get("REMOTE_ADDR"),
+        user_agent=tracking.clean(environ.get("HTTP_USER_AGENT"), 512),
+        referer=tracking.clean(environ.get("HTTP_REFERER"), 1024),
         subs=tuple(tracking.clean(args.get(name), SUB_LENGTH) for name in SUB_NAMES),
         visitor_id=visitor_id or tracking.new_visitor_id(),
-        is_head=request.method == "HEAD",
+        is_head=environ.get("REQUEST_METHOD") == "HEAD",
         paid_ads_param=tracking.paid_ads_param(args),
     )
+
+
+def redirect_headers(location: str, visitor_id: str, secure: bool) -> list[tuple[str, str]]:
+    """Location, no caching, and the visitor cookie (refreshed: the year runs from the last click)."""
+    cookie = (f"{tracking.VISITOR_COOKIE}={visitor_id}; Max-Age={tracking.VISITOR_COOKIE_MAX_AGE}; "
+              f"Path=/; HttpOnly; SameSite=Lax{'; Secure' if secure else ''}")
+    return [("Location", location), ("Set-Cookie", cookie), *STATIC_HEADERS]
+
+
+def _secure(environ: dict[str, Any]) -> bool:
+    return environ.get("wsgi.url_scheme") == "https" or bool(current_app.config.get("SESSION_COOKIE_SECURE"))
 
 
 @bp.route("/r/<code>", methods=["GET", "HEAD"])
@@ -35,12 +85,59 @@ def redirect_click(code: str) -> Response:
     target = tracking.lookup_link(code)
     if target is None:
         return render_error(404, "link_not_found", "This link does not exist or is no longer active.")
-    visit = visit_from_request()
+    visit = visit_from_environ(request.environ)
     _, location = tracking.record_click(target, visit)
-    response = Response(status=302, headers={"Location": location,
-                                             "Cache-Control": "no-store, private"})
-    # Refreshed on every click so the year runs from the visitor's last click.
-    response.set_cookie(tracking.VISITOR_COOKIE, visit.visitor_id or "",
-                        max_age=tracking.VISITOR_COOKIE_MAX_AGE, httponly=True, samesite="Lax",
-                        secure=request.is_secure or bool(current_app.config.get("SESSION_COOKIE_SECURE")))
-    return response
+    return Response(status=302, headers=redirect_headers(location, visit.visitor_id or "",
+                                                         _secure(request.environ)))
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class RedirectFastPath:
+    """WSGI layer in front of Flask: answers ``GET|HEAD /r/<code>`` for a cached, active link.
+
+    Anything else — other paths, unknown codes, any error — goes to Flask unchanged,
+    where the view above answers it. The click is recorded once either way: the
+    fast path only hands over before it records.
+    """
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/r/") or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return self.wsgi_app(environ, start_response)
+        code = path[3:]
+        if not tracking.CODE_RE.fullmatch(code):
+            return self.wsgi_app(environ, start_response)
+        with self.app.app_context():
+            try:
+                target = tracking.lookup_link(code)
+            except Exception:  # let Flask answer (and log) it
+                log.exception("redirect fast path could not look up %s", code)
+                return self.wsgi_app(environ, start_response)
+            if target is None:
+                return self.wsgi_app(environ, start_response)
+            visit = visit_from_environ(environ)
+            try:
+                _, location = tracking.record_click(target, visit)
+            except Exception:
+                log.exception("redirect fast path could not record a click on %s", code)
+                return self.wsgi_app(environ, start_response)
+            headers = redirect_headers(location, visit.visitor_id or "", _secure(environ))
+        start_response("302 FOUND", headers)
+        return [b""]
+
+
+@bp.record_once
+def _install_fast_path(state: BlueprintSetupState) -> None:
+    """Wrap the app's WSGI callable (inside ProxyFix, so client addresses are already fixed)."""
+    app = state.app
+    outer = app.wsgi_app
+    if isinstance(outer, ProxyFix):
+        outer.app = RedirectFastPath(app, outer.app)
+    else:
+        app.wsgi_app = RedirectFastPath(app, outer)  # type: ignore[method-assign]

@@ -46,7 +46,7 @@ def gunicorn(app, database_url, tmp_path):
         [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "30",
          "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)

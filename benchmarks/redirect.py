@@ -1,0 +1,511 @@
+"""Benchmark of the click redirect and the click flush, against a baseline in the same run.
+
+Usage: .venv/bin/python benchmarks/redirect.py [--duration 10] [--pg postgresql://...]
+
+Needs PostgreSQL (a database of its own is created and dropped), ``redis-server``
+(a private one on a free port, so stopping it mid-run harms no one) and ``wrk``
+(Debian: ``apt-get install -y wrk``). Everything listens on loopback; the run is
+bounded (about 2 minutes with the default duration).
+
+Measures, printing ratios:
+1. ``/r/<code>`` under gunicorn (2 sync workers) with Redis vs a bare Flask 302 route
+   served the same way (requests/s, p99), plus the naive insert-per-click path;
+2. SQL statements per cached redirect (counted in-process);
+3. flush rows/s vs a raw psycopg COPY of the same rows into the same table and vs a
+   per-row INSERT loop;
+4. Redis stopped mid-run: every click that got a 302 is in the database afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+SECRET = "bench-" + "k" * 40
+
+#: The baseline: a bare Flask app whose only route answers a 302.
+bare_app = Flask("bare")
+
+
+@bare_app.get("/r/<code>")
+def bare_redirect(code: str) -> Response:
+    return Response(status=302, headers={"Location": "https://shop.example/landing?src=aff"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process on :{port} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on :{port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class RedisServer:
+    """A private redis-server with AOF (appendfsync everysec, as production should run)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port, self.dir = free_port(), directory
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)  # SIGTERM: Redis writes its AOF out and exits
+
+
+@contextmanager
+def gunicorn(app_path: str, env: dict[str, str], workers: int = 2) -> Iterator[int]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "--backlog", "2048",
+           "-b", f"127.0.0.1:{port}", "--timeout", "60", "--log-level", "warning", app_path]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        wait_port(port, proc)
+        # Warm up: workers import lazily, caches fill; not measured.
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-H", f"User-Agent: {UA}",
+                        f"http://127.0.0.1:{port}/healthz"], capture_output=True, timeout=30, check=False)
+        yield port
+    finally:
+        stop(proc)
+
+
+def parse_latency(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, duration: int, connections: int = 16) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"User-Agent: {UA}", url],
+        capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_latency(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_latency(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    total = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"requests": total, "rps": rps, "p50_ms": p50, "p99_ms": p99,
+            "non_3xx": float(bad.group(1)) if bad else 0.0,
+            "socket_errors": errors.group(1) if errors else "none"}  # type: ignore[dict-item]
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+def create_database(admin_url: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from partnernet.config import normalize_database_url
+
+    base = make_url(normalize_database_url(admin_url))
+    name = f"pn_bench_{os.getpid()}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from partnernet.config import normalize_database_url
+
+    name = make_url(url).database
+    admin = create_engine(make_url(normalize_database_url(admin_url)).set(database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_app(db_url: str, redis_url: str | None, prefix: str, **extra: Any) -> Any:
+    from partnernet.app import create_app
+
+    return create_app({"DATABASE_URL": db_url, "REDIS_URL": redis_url, "SECRET_KEY": SECRET,
+                       "REDIS_KEY_PREFIX": prefix, "RATELIMIT_ENABLED": False, **extra})
+
+
+def seed(app: Any) -> str:
+    from partnernet import dbsetup
+    from partnernet.extensions import db
+    from partnernet.links.services import create_link
+    from tests.factories import make_merchant, make_offer, make_partner
+
+    with app.app_context():
+        db.create_all()
+        dbsetup.install(db.engine)
+        shop = make_merchant()
+        partner = make_partner(shop.merchant.id)
+        offer = make_offer(shop.merchant.id)
+        link = create_link(shop.merchant.id, {"offer_id": offer.id, "partner_id": partner.id,
+                                              "utm_source": "bench"})
+        return str(link.code)
+
+
+def click_count(app: Any) -> int:
+    from sqlalchemy import func, select
+
+    from partnernet.extensions import db
+    from partnernet.links.models import Click
+
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(Click)) or 0
+        db.session.remove()
+        return int(count)
+
+
+def truncate_clicks(app: Any) -> None:
+    from sqlalchemy import text
+
+    from partnernet.extensions import db
+
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("TRUNCATE clicks"))
+
+
+# -- the measurements -------------------------------------------------------------------------
+
+def sql_per_cached_redirect(app: Any, code: str, n: int = 200) -> float:
+    from sqlalchemy import event
+
+    from partnernet.extensions import db
+
+    statements: list[str] = []
+    with app.app_context():
+        client = app.test_client()
+        client.get(f"/r/{code}", headers={"User-Agent": UA})  # warm the caches
+        engine = db.engine
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for i in range(n):
+                r = client.get(f"/r/{code}?sub1={i}", headers={"User-Agent": UA},
+                               environ_base={"REMOTE_ADDR": f"10.1.{i // 250}.{i % 250}"})
+                assert r.status_code == 302
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    return len(statements) / n
+
+
+def synthetic_rows(app: Any, n: int) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from partnernet import clock, tokens
+    from partnernet.extensions import db
+    from partnernet.links.models import Link
+
+    with app.app_context():
+        link = db.session.scalars(select(Link)).first()
+        assert link is not None
+        now = clock.now()
+        rows = [{
+            "id": tokens.new_click_id(), "created_at": now, "link_id": link.id,
+            "merchant_id": link.merchant_id, "offer_id": link.offer_id, "partner_id": link.partner_id,
+            "ip_truncated": "203.0.113.0", "ip_hash": secrets.token_hex(32), "user_agent": UA,
+            "referer": "https://blog.example/post", "sub1": f"s{i % 50}", "sub2": None, "sub3": None,
+            "sub4": None, "sub5": None, "visitor_id": secrets.token_urlsafe(16), "is_unique": i % 3 == 0,
+            "is_bot": False, "paid_ads_param": None, "country": None,
+        } for i in range(n)]
+        db.session.remove()
+        return rows
+
+
+def raw_copy(app: Any, rows: list[dict[str, Any]]) -> float:
+    from partnernet.extensions import db
+    from partnernet.links.buffer import COLUMNS
+
+    with app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            start = time.perf_counter()
+            with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+                with cur.copy(f"COPY clicks ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([row[c] for c in COLUMNS])
+            raw.commit()
+            return len(rows) / (time.perf_counter() - start)
+        finally:
+            raw.close()
+
+
+def per_row_inserts(app: Any, rows: list[dict[str, Any]], commit_each: bool) -> float:
+    from partnernet.extensions import db
+    from partnernet.links.buffer import COLUMNS
+
+    cols = ", ".join(COLUMNS)
+    marks = ", ".join(["%s"] * len(COLUMNS))
+    with app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            start = time.perf_counter()
+            with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+                for row in rows:
+                    cur.execute(f"INSERT INTO clicks ({cols}) VALUES ({marks})", [row[c] for c in COLUMNS])
+                    if commit_each:
+                        raw.commit()
+            raw.commit()
+            return len(rows) / (time.perf_counter() - start)
+        finally:
+            raw.close()
+
+
+def flush_rate(app: Any, rows: list[dict[str, Any]]) -> float:
+    from partnernet.links import buffer
+
+    with app.app_context():
+        client = buffer.click_redis()
+        pipe = client.pipeline(transaction=False)
+        for row in rows:
+            pipe.xadd(buffer.stream_key(), {"c": buffer.encode(row), "u": "1" if row["is_unique"] else "0"})
+        pipe.execute()
+        start = time.perf_counter()
+        result = buffer.flush_clicks(max_batches=10_000)
+        elapsed = time.perf_counter() - start
+        assert result["flushed"] == len(rows), result
+        return len(rows) / elapsed
+
+
+def flusher(app: Any, stop_event: threading.Event, every: float = 5.0) -> threading.Thread:
+    """The worker's flush-clicks job, every few seconds, as in production."""
+    from partnernet.links import buffer
+
+    def loop() -> None:
+        with app.app_context():
+            while not stop_event.wait(every):
+                try:
+                    buffer.flush_clicks()
+                except Exception as exc:  # noqa: BLE001 - Redis may be down on purpose
+                    print(f"    (flush skipped: {exc.__class__.__name__})")
+                    buffer.mark_redis_down()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def outage_run(app: Any, port: int, code: str, redis: RedisServer, seconds: float) -> dict[str, Any]:
+    """Clients hammer the redirect while Redis is stopped for the middle third of the run."""
+    import http.client
+
+    from partnernet.extensions import db
+    from partnernet.links import buffer
+    from partnernet.links.models import Click
+
+    got: list[str] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < end:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", f"/r/{code}", headers={"User-Agent": UA})
+                r = conn.getresponse()
+                r.read()
+                conn.close()
+            except OSError as exc:
+                with lock:
+                    failures.append(exc.__class__.__name__)
+                continue
+            if r.status == 302:
+                click_id = r.getheader("Location", "").rsplit("click_id=", 1)[1]
+                with lock:
+                    got.append(click_id)
+            else:
+                with lock:
+                    failures.append(str(r.status))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 3)
+    redis.stop()
+    print(f"    Redis stopped after {seconds / 3:.0f}s ({len(got)} redirects so far)")
+    time.sleep(seconds / 3)
+    redis.start()
+    print(f"    Redis started again after {2 * seconds / 3:.0f}s ({len(got)} redirects so far)")
+    for t in threads:
+        t.join()
+    with app.app_context():
+        buffer._state(app).down_until = 0.0
+        time.sleep(0.5)
+        while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+            pass
+        from sqlalchemy import select
+
+        stored = set(db.session.scalars(select(Click.id)))
+        db.session.remove()
+    missing = [c for c in got if c not in stored]
+    return {"redirects_302": len(got), "other_answers": len(failures), "in_database": len(stored),
+            "missing": len(missing)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--pg", default=os.environ.get("DATABASE_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows for the flush comparison")
+    args = parser.parse_args()
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (Debian: apt-get install -y {tool})")
+            return 2
+
+    tmp = Path(tempfile.mkdtemp(prefix="pn-bench-"))
+    redis = RedisServer(tmp)
+    redis.start()
+    db_url = create_database(args.pg)
+    prefix = f"pnbench:{secrets.token_hex(4)}:"
+    results: dict[str, Any] = {}
+    try:
+        app = make_app(db_url, redis.url, prefix)
+        code = seed(app)
+        base_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("PARTNERNET_", "REDIS_URL", "DATABASE_URL"))}
+        env = {**base_env, "DATABASE_URL": db_url, "REDIS_URL": redis.url, "SECRET_KEY": SECRET,
+               "PARTNERNET_REDIS_PREFIX": prefix, "PARTNERNET_RATELIMIT": "0",
+               "PYTHONPATH": str(ROOT)}
+        naive_env = {k: v for k, v in env.items() if k != "REDIS_URL"}
+
+        print(f"== 1. throughput: wrk -t2 -c16 -d{args.duration}s, gunicorn -w 2 (sync)")
+        with gunicorn("benchmarks.redirect:bare_app", env) as port:
+            results["bare"] = run_wrk(f"http://127.0.0.1:{port}/r/{code}", args.duration)
+        print(f"    bare Flask 302:            {results['bare']}")
+        stop_flusher = threading.Event()
+        flusher(app, stop_flusher)
+        with gunicorn("wsgi:app", env) as port:
+            before = click_count(app)
+            results["redirect"] = run_wrk(f"http://127.0.0.1:{port}/r/{code}", args.duration)
+        stop_flusher.set()
+        with app.app_context():
+            from partnernet.links import buffer
+
+            while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+                pass
+        results["redirect_clicks_stored"] = click_count(app) - before
+        print(f"    /r/<code> (Redis buffer):  {results['redirect']}")
+        with gunicorn("wsgi:app", naive_env) as port:
+            results["naive"] = run_wrk(f"http://127.0.0.1:{port}/r/{code}", args.duration)
+        print(f"    /r/<code> (insert/click):  {results['naive']}")
+
+        print("== 2. SQL statements per cached redirect (in-process, 200 redirects)")
+        results["sql_per_redirect"] = sql_per_cached_redirect(app, code)
+        print(f"    {results['sql_per_redirect']:.3f}")
+
+        print(f"== 3. flush: {args.rows} rows into clicks (PostgreSQL, partitioned)")
+        with app.app_context():
+            from partnernet.links import buffer
+
+            while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+                pass
+        rows = synthetic_rows(app, args.rows)
+        truncate_clicks(app)
+        results["copy_rps"] = raw_copy(app, rows)
+        truncate_clicks(app)
+        results["flush_rps"] = flush_rate(app, rows)
+        truncate_clicks(app)
+        few = rows[: max(2000, args.rows // 10)]
+        results["row_insert_rps"] = per_row_inserts(app, few, commit_each=False)
+        truncate_clicks(app)
+        results["row_insert_commit_rps"] = per_row_inserts(app, few[:2000], commit_each=True)
+        truncate_clicks(app)
+        print(f"    raw COPY {results['copy_rps']:,.0f} rows/s; flush {results['flush_rps']:,.0f} rows/s; "
+              f"per-row INSERT loop {results['row_insert_rps']:,.0f} rows/s "
+              f"(one commit per row: {results['row_insert_commit_rps']:,.0f} rows/s)")
+
+        print(f"== 4. Redis stopped mid-run ({3 * args.duration // 2}s, 4 clients)")
+        with gunicorn("wsgi:app", env) as port:
+            results["outage"] = outage_run(app, port, code, redis, 3 * args.duration // 2)
+        print(f"    {results['outage']}")
+    finally:
+        redis.stop()
+        drop_database(args.pg, db_url)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    bare, red, naive = results["bare"], results["redirect"], results["naive"]
+    outage = results["outage"]
+    checks = [
+        ("redirect throughput / bare", red["rps"] / bare["rps"], ">= 0.80", red["rps"] / bare["rps"] >= 0.8),
+        ("redirect p99 / bare p99", red["p99_ms"] / bare["p99_ms"], "<= 2.00",
+         red["p99_ms"] / bare["p99_ms"] <= 2.0),
+        ("naive insert-per-click / bare", naive["rps"] / bare["rps"], "(reference)", True),
+        ("SQL statements per cached redirect", results["sql_per_redirect"], "== 0",
+         results["sql_per_redirect"] == 0),
+        ("flush / raw COPY", results["flush_rps"] / results["copy_rps"], ">= 0.50",
+         results["flush_rps"] / results["copy_rps"] >= 0.5),
+        ("flush / per-row INSERT loop", results["flush_rps"] / results["row_insert_rps"], ">= 10",
+         results["flush_rps"] / results["row_insert_rps"] >= 10),
+        ("clicks missing after Redis outage", outage["missing"], "== 0",
+         outage["missing"] == 0 and outage["other_answers"] == 0),
+    ]
+    print("\n== ratios")
+    for name, value, target, ok in checks:
+        print(f"  {name:38} {value:8.2f}  target {target:12} {'ok' if ok else 'MISSED'}")
+    print(f"  (redirect run stored {results['redirect_clicks_stored']} clicks; "
+          f"outage run: {outage['redirects_302']} redirects answered 302, "
+          f"{outage['other_answers']} other answers)")
+    return 0 if all(ok for *_, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
