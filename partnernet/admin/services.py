@@ -1,0 +1,143 @@
+"""What only the admin panel needs: the dashboard's numbers, the chart, key rotation, page lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from partnernet import clock
+from partnernet.accounts.models import ApiKey, Merchant, Partner
+from partnernet.accounts.services import issue_api_key, issue_postback_credentials
+from partnernet.audit import audit
+from partnernet.extensions import db
+from partnernet.offers.models import CommissionPlan, Membership, Offer
+from partnernet.reports.rollup import Scope
+from partnernet.reports.services import build_report
+
+DASHBOARD_DAYS = 30
+
+
+@dataclass
+class Dashboard:
+    """The last 30 days: totals per currency and one row per day for the chart."""
+
+    first: date
+    last: date
+    totals: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+
+
+def dashboard(scope: Scope, days: int = DASHBOARD_DAYS) -> Dashboard:
+    """The dashboard figures from the reports service (raw tables until the rollups have run)."""
+    last = clock.now().date()
+    first = last - timedelta(days=days - 1)
+    totals = build_report(scope, [], first, last)
+    source = None if totals.rollup_until is not None else "raw"
+    if source:
+        totals = build_report(scope, [], first, last, force_source=source)
+    daily = build_report(scope, ["day"], first, last, force_source=source)
+    by_day: dict[str, dict[str, Any]] = {}
+    for row in daily.rows:
+        day = by_day.setdefault(str(row["day"]), {"clicks": row["clicks"], "conversions": 0})
+        day["conversions"] += row["conversions"]
+    series = []
+    for i in range(days):
+        d = (first + timedelta(days=i)).isoformat()
+        row = by_day.get(d, {"clicks": 0, "conversions": 0})
+        series.append({"day": d, **row})
+    return Dashboard(first, last, totals.rows, series)
+
+
+def bar_chart(series: list[dict[str, Any]], key: str, width: int = 600, height: int = 160) -> dict[str, Any]:
+    """Geometry of a server-rendered SVG bar chart of ``series[*][key]`` (no JavaScript)."""
+    peak = max((int(p[key]) for p in series), default=0) or 1
+    slot = width / max(len(series), 1)
+    bars = []
+    for i, point in enumerate(series):
+        value = int(point[key])
+        h = round(value * (height - 20) / peak, 1)
+        bars.append({"x": round(i * slot + 1, 1), "y": round(height - h, 1), "w": round(slot - 2, 1),
+                     "h": h, "label": f"{point['day']}: {value} {key}"})
+    return {"width": width, "height": height, "bars": bars, "peak": peak, "key": key}
+
+
+def rotate_postback_credentials(merchant_id: int, user_id: int | None) -> tuple[str, str]:
+    """New postback token and secret for the merchant (the old ones stop working). Commits."""
+    merchant = db.session.get(Merchant, merchant_id)
+    assert merchant is not None
+    token, secret = issue_postback_credentials(merchant)
+    audit("postback_credentials_rotated", user_id=user_id, merchant_id=merchant_id)
+    db.session.commit()
+    return token, secret
+
+
+def create_api_key(merchant_id: int, name: str, user_id: int | None) -> str:
+    """A new API key for the merchant; returned once. Commits."""
+    key = issue_api_key(merchant_id=merchant_id, name=name)
+    audit("api_key_created", user_id=user_id, merchant_id=merchant_id, name=name)
+    db.session.commit()
+    return key
+
+
+def api_keys(merchant_id: int) -> list[ApiKey]:
+    """The merchant's API keys, newest first (prefixes only: the keys are hashed)."""
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.merchant_id == merchant_id)
+                                   .order_by(ApiKey.id.desc())))
+
+
+def memberships_query(merchant_id: int, status: str | None = None, q: str | None = None) -> Any:
+    """The program's partners (membership + partner in one query), newest first."""
+    stmt = (select(Membership).join(Partner, Partner.id == Membership.partner_id)
+            .where(Membership.merchant_id == merchant_id, Membership.offer_id.is_(None))
+            .options(selectinload(Membership.partner)))
+    if status:
+        stmt = stmt.where(Membership.status == status)
+    if q:
+        like = f"%{q.strip().lower()}%"
+        stmt = stmt.where((Partner.email.ilike(like)) | (Partner.name.ilike(like)))
+    return stmt.order_by(Membership.id.desc())
+
+
+def offers_with_plans(merchant_id: int) -> Any:
+    """The merchant's offers with their plans loaded in one more query (no N+1 on a list)."""
+    return (select(Offer).where(Offer.merchant_id == merchant_id)
+            .options(selectinload(Offer.plans).selectinload(CommissionPlan.tiers)).order_by(Offer.id.desc()))
+
+
+def names(model: Any, ids: set[int]) -> dict[int, str]:
+    """``{id: name}`` of offers or partners shown on a page, in one query."""
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(model.id, model.name).where(model.id.in_(ids))).all())
+
+
+def commissions_query(merchant_id: int, status: str | None = None, partner_id: int | None = None) -> Any:
+    """The merchant's commissions (or one partner's), newest first."""
+    from partnernet.commissions.models import Commission
+
+    stmt = select(Commission).where(Commission.merchant_id == merchant_id)
+    if status:
+        stmt = stmt.where(Commission.status == status)
+    if partner_id is not None:
+        stmt = stmt.where(Commission.partner_id == partner_id)
+    return stmt.order_by(Commission.id.desc())
+
+
+def review_service() -> Any:
+    """The commissions service's review entry points, once that feature has them (else None)."""
+    from partnernet.commissions import services as commissions
+
+    return commissions if hasattr(commissions, "review_commission") else None
+
+
+def payouts_service() -> Any:
+    """The payouts service, once that feature has landed (else None)."""
+    try:
+        from partnernet.payouts import services as payouts
+    except ImportError:
+        return None
+    return payouts if hasattr(payouts, "payouts_query") else None

@@ -1,0 +1,421 @@
+"""The merchant admin panel (/admin): thin pages over the features' services."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from marshmallow import ValidationError
+
+from partnernet.accounts import services as accounts
+from partnernet.accounts.models import Merchant, Partner
+from partnernet.admin import services
+from partnernet.admin.forms import (
+    ApiKeyForm,
+    ChannelForm,
+    ConfirmForm,
+    InviteForm,
+    OfferForm,
+    OverrideForm,
+    PlanRow,
+    choices,
+)
+from partnernet.conversions.models import Conversion
+from partnernet.errors import PartnernetError
+from partnernet.extensions import db
+from partnernet.links import services as links
+from partnernet.money import MoneyError, format_amount, format_percent
+from partnernet.offers import services as offers
+from partnernet.offers.models import Offer, PlanOverride
+from partnernet.offers.schemas import OfferIn, OverrideIn
+from partnernet.reports.rollup import Scope
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+PER_PAGE = 25
+
+
+def merchant_required(view: Any) -> Any:
+    """Only the merchant's own staff: partners are sent to their portal, others refused."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user.role == "partner":
+            return redirect(url_for("portal.dashboard"))
+        if current_user.role != "merchant" or current_user.merchant_id is None:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def mid() -> int:
+    """The logged-in merchant's id: every query below is scoped by it (tenant isolation)."""
+    return int(current_user.merchant_id)
+
+
+def page_arg() -> int:
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def paginate(stmt: Any) -> Any:
+    return db.paginate(stmt, page=page_arg(), per_page=PER_PAGE, error_out=False)
+
+
+@bp.context_processor
+def _merchant() -> dict[str, Any]:
+    if current_user.is_authenticated and current_user.merchant_id:
+        return {"merchant": db.session.get(Merchant, current_user.merchant_id)}
+    return {}
+
+
+def show_errors(form: Any, messages: dict[str, Any]) -> None:
+    """Put marshmallow's messages next to the form fields they belong to."""
+    for name, errs in messages.items():
+        if name == "plans" and isinstance(errs, dict):
+            for idx, row_errs in errs.items():
+                if not isinstance(idx, int) or idx >= len(form.plans.entries):
+                    continue
+                row = form.plans.entries[idx].form
+                for field, msgs in row_errs.items():
+                    target = {"percent": "rate", "amount": "rate"}.get(field, field)
+                    target = target if hasattr(row, target) else "event"
+                    getattr(row, target).errors = list(getattr(row, target).errors) + _flat(msgs)
+            continue
+        field = getattr(form, name, None)
+        if field is not None and hasattr(field, "errors") and name != "plans":
+            field.errors = list(field.errors) + _flat(errs)
+        else:
+            form.form_errors.extend(_flat(errs))
+
+
+def _flat(msgs: Any) -> list[str]:
+    if isinstance(msgs, dict):
+        return [m for v in msgs.values() for m in _flat(v)]
+    if isinstance(msgs, list):
+        return [m for v in msgs for m in _flat(v)]
+    return [str(msgs)]
+
+
+# -- dashboard ---------------------------------------------------------------------------
+
+@bp.get("/")
+@merchant_required
+def dashboard() -> Any:
+    """Last 30 days: clicks, conversions, revenue, commission, EPC and a daily chart."""
+    board = services.dashboard(Scope(merchant_id=mid()))
+    pending = db.session.scalar(
+        db.select(db.func.count()).select_from(
+            services.memberships_query(mid(), "pending").order_by(None).subquery()))
+    return render_template("admin/dashboard.html", board=board, pending=pending,
+                           clicks_chart=services.bar_chart(board.days, "clicks"),
+                           conv_chart=services.bar_chart(board.days, "conversions", height=100))
+
+
+# -- offers ------------------------------------------------------------------------------
+
+@bp.get("/offers")
+@merchant_required
+def offers_list() -> Any:
+    page = paginate(services.offers_with_plans(mid()))
+    return render_template("admin/offers.html", page=page, rate=plan_rate)
+
+
+def plan_rate(plan: Any, currency: str) -> str:
+    if plan.percent is not None:
+        return f"{format_percent(plan.percent)}%"
+    return f"{format_amount(plan.amount_minor or 0, currency)} {currency}"
+
+
+def _save_offer(form: OfferForm, offer: Offer | None) -> Any:
+    payload = form.to_payload()
+    try:
+        data = OfferIn().load(payload)
+        if offer is None:
+            saved = offers.create_offer(mid(), data)
+        else:
+            saved = offers.update_offer(mid(), offer.id, data)
+    except ValidationError as exc:
+        show_errors(form, exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages})
+        return None
+    except MoneyError as exc:
+        form.form_errors.append(exc.message)
+        return None
+    except PartnernetError as exc:
+        db.session.rollback()
+        show_errors(form, exc.details.get("fields") or {"_": [exc.message]})
+        return None
+    return saved
+
+
+@bp.route("/offers/new", methods=["GET", "POST"])
+@merchant_required
+def offer_new() -> Any:
+    form = OfferForm()
+    if form.validate_on_submit():
+        saved = _save_offer(form, None)
+        if saved is not None:
+            flash(f"Offer “{saved.name}” created.", "ok")
+            return redirect(url_for("admin.offer_edit", offer_id=saved.id))
+    elif request.method == "GET":
+        form.plans.entries[0].form.event.data = "sale"
+    status = 400 if request.method == "POST" else 200
+    return render_template("admin/offer_form.html", form=form, offer=None), status
+
+
+@bp.route("/offers/<int:offer_id>", methods=["GET", "POST"])
+@merchant_required
+def offer_edit(offer_id: int) -> Any:
+    offer = offers.get_offer(mid(), offer_id)
+    form = OfferForm(obj=None if request.method == "POST" else offer)
+    if request.method == "GET":
+        _fill_plans(form, offer)
+    if form.validate_on_submit():
+        saved = _save_offer(form, offer)
+        if saved is not None:
+            flash("Offer saved.", "ok")
+            return redirect(url_for("admin.offer_edit", offer_id=offer.id))
+    status = 400 if request.method == "POST" else 200
+    overrides = list(db.session.scalars(db.select(PlanOverride).where(PlanOverride.offer_id == offer.id)))
+    partner_names = services.names(Partner, {o.partner_id for o in overrides})
+    return render_template("admin/offer_form.html", form=form, offer=offer, overrides=overrides,
+                           partner_names=partner_names, rate=plan_rate, confirm=ConfirmForm()), status
+
+
+def _fill_plans(form: OfferForm, offer: Offer) -> None:
+    form.hold_days.data = "" if offer.hold_days is None else str(offer.hold_days)
+    form.daily_cap.data = "" if offer.daily_cap is None else str(offer.daily_cap)
+    form.attribution_window_days.data = str(offer.attribution_window_days)
+    while len(form.plans.entries) < len(offer.plans) + 1:
+        form.plans.append_entry()
+    for entry, plan in zip(form.plans.entries, offer.plans, strict=False):
+        row: PlanRow = entry.form
+        row.event.data, row.type.data = plan.event, plan.type
+        row.rate.data = _rate_text(plan.percent, plan.amount_minor, offer.currency)
+        cur = offer.currency
+        row.tiers.data = "\n".join(f"{t.min_conversions}={_rate_text(t.percent, t.amount_minor, cur)}"
+                                   for t in plan.tiers)
+    for entry in form.plans.entries[len(offer.plans):]:
+        entry.form.event.data = ""
+
+
+def _rate_text(percent: Any, amount_minor: int | None, currency: str) -> str:
+    return format_percent(percent) if percent is not None else format_amount(amount_minor or 0, currency)
+
+
+@bp.post("/offers/<int:offer_id>/status")
+@merchant_required
+def offer_status(offer_id: int) -> Any:
+    """Pause, resume or archive an offer."""
+    form = ConfirmForm()
+    status = request.form.get("status", "")
+    if form.validate_on_submit() and status in ("active", "paused", "archived"):
+        offers.update_offer(mid(), offer_id, {"status": status})
+        flash(f"Offer {status}.", "ok")
+    else:
+        offers.get_offer(mid(), offer_id)
+        abort(400)
+    return redirect(request.referrer if _local(request.referrer) else url_for("admin.offers_list"))
+
+
+def _local(url: str | None) -> bool:
+    from partnernet.accounts.views import safe_next
+
+    if not url:
+        return False
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.netloc == request.host and safe_next(parts.path, "") != ""
+
+
+# -- partners ----------------------------------------------------------------------------
+
+@bp.get("/partners")
+@merchant_required
+def partners_list() -> Any:
+    status = request.args.get("status") or None
+    q = request.args.get("q") or None
+    page = paginate(services.memberships_query(mid(), status, q))
+    return render_template("admin/partners.html", page=page, status=status, q=q or "",
+                           confirm=ConfirmForm(), invite=InviteForm())
+
+
+@bp.post("/partners/<int:partner_id>/status")
+@merchant_required
+def partner_status(partner_id: int) -> Any:
+    """Approve, reject or ban a partner in this program (or re-approve)."""
+    form = ConfirmForm()
+    status = request.form.get("status", "")
+    accounts.get_program_partner(mid(), partner_id)
+    if not form.validate_on_submit() or status not in ("approved", "rejected", "banned"):
+        abort(400)
+    partner, _ = accounts.update_partner(mid(), partner_id, {"status": status})
+    flash(f"{partner.name}: {status}.", "ok")
+    return redirect(request.referrer if _local(request.referrer) else url_for("admin.partners_list"))
+
+
+@bp.post("/partners/invite")
+@merchant_required
+def partner_invite() -> Any:
+    """Invite a partner by email: a link that lets them set a password and join, approved."""
+    from partnernet.portal.services import invite_token
+
+    form = InviteForm()
+    if form.validate_on_submit():
+        token = invite_token(mid(), form.email.data or "", form.name.data or "")
+        link = current_app.config["BASE_URL"] + url_for("portal.join", merchant_id=mid(), invite=token)
+        flash(f"Send this invitation link to {form.email.data}: {link}", "ok")
+        return redirect(url_for("admin.partners_list"))
+    page = paginate(services.memberships_query(mid()))
+    return render_template("admin/partners.html", page=page, status=None, q="",
+                           confirm=ConfirmForm(), invite=form), 400
+
+
+@bp.route("/partners/<int:partner_id>", methods=["GET", "POST"])
+@merchant_required
+def partner_detail(partner_id: int) -> Any:
+    partner, membership = accounts.get_program_partner(mid(), partner_id)
+    channel = ChannelForm(obj=partner if request.method == "GET" else None)
+    override = OverrideForm(prefix="ov")
+    offer_rows = list(db.session.scalars(offers.offers_query(mid())))
+    override.offer_id.choices = choices((o.id, o.name) for o in offer_rows)
+    status = 200
+    if request.method == "POST" and request.form.get("action") == "channel":
+        if channel.validate_on_submit():
+            accounts.update_partner(mid(), partner_id, {"channel_type": channel.channel_type.data})
+            flash("Channel type saved.", "ok")
+            return redirect(url_for("admin.partner_detail", partner_id=partner_id))
+        status = 400
+    elif request.method == "POST" and request.form.get("action") == "override":
+        if override.validate_on_submit():
+            offer = next(o for o in offer_rows if o.id == override.offer_id.data)
+            plan = next((p for p in offer.plans if p.event == override.event.data), None)
+            key = "percent" if plan is not None and plan.type == "cps" else "amount"
+            try:
+                data = OverrideIn().load({"partner_id": partner_id, "event": override.event.data,
+                                          key: override.rate.data})
+                offers.set_override(mid(), offer.id, data)
+                flash("Override saved.", "ok")
+                return redirect(url_for("admin.partner_detail", partner_id=partner_id))
+            except ValidationError as exc:
+                msgs = exc.messages if isinstance(exc.messages, dict) else {}
+                override.rate.errors = list(override.rate.errors) + _flat(
+                    {k: v for k, v in msgs.items() if k in ("percent", "amount")})
+                override.event.errors = list(override.event.errors) + _flat(msgs.get("event", []))
+            except (PartnernetError, MoneyError) as exc:
+                db.session.rollback()
+                override.rate.errors = list(override.rate.errors) + [exc.message]
+        status = 400
+    overrides = list(db.session.scalars(db.select(PlanOverride).where(
+        PlanOverride.partner_id == partner_id, PlanOverride.offer_id.in_([o.id for o in offer_rows]))))
+    offer_names = {o.id: o.name for o in offer_rows}
+    offer_currency = {o.id: o.currency for o in offer_rows}
+    return render_template("admin/partner.html", partner=partner, membership=membership, channel=channel,
+                           override=override, overrides=overrides, offer_names=offer_names,
+                           offer_currency=offer_currency, confirm=ConfirmForm(),
+                           rate_text=_rate_text), status
+
+
+# -- links and coupons -------------------------------------------------------------------
+
+@bp.get("/links")
+@merchant_required
+def links_list() -> Any:
+    page = paginate(links.links_query(mid()))
+    coupons = paginate(links.coupons_query(mid()))
+    ids = {r.partner_id for r in page.items} | {c.partner_id for c in coupons.items}
+    offer_ids = {r.offer_id for r in page.items} | {c.offer_id for c in coupons.items}
+    return render_template("admin/links.html", page=page, coupons=coupons, link_url=links.link_url,
+                           partner_names=services.names(Partner, ids),
+                           offer_names=services.names(Offer, offer_ids))
+
+
+# -- conversions and the raw postback log -------------------------------------------------
+
+@bp.get("/conversions")
+@merchant_required
+def conversions_list() -> Any:
+    from partnernet.conversions import services as conversions
+
+    order_id = (request.args.get("order_id") or "").strip() or None
+    stmt = conversions.conversions_query(mid(), status=request.args.get("status") or None)
+    if order_id:
+        stmt = stmt.where(Conversion.order_id == order_id)
+    page = paginate(stmt)
+    postbacks = paginate(conversions.postbacks_query(mid(), order_id=order_id))
+    commissions = conversions.commissions_by_conversion([c.id for c in page.items])
+    return render_template("admin/conversions.html", page=page, postbacks=postbacks,
+                           commissions=commissions, order_id=order_id or "", fmt=format_amount,
+                           partner_names=services.names(Partner, {c.partner_id for c in page.items}))
+
+
+# -- fraud review, payouts, reports: the features' services --------------------------------
+
+@bp.get("/review")
+@merchant_required
+def review_queue() -> Any:
+    review = services.review_service()
+    held = paginate(services.commissions_query(mid(), status="held"))
+    return render_template("admin/review.html", held=held, review=review, fmt=format_amount,
+                           confirm=ConfirmForm(),
+                           partner_names=services.names(Partner, {c.partner_id for c in held.items}))
+
+
+@bp.get("/payouts")
+@merchant_required
+def payouts_list() -> Any:
+    payouts = services.payouts_service()
+    page = paginate(payouts.payouts_query(mid())) if payouts else None
+    ids = {p.partner_id for p in page.items} if page else set()
+    return render_template("admin/payouts.html", page=page, fmt=format_amount,
+                           partner_names=services.names(Partner, ids))
+
+
+@bp.get("/reports")
+@merchant_required
+def reports() -> Any:
+    from partnernet.reports.services import GROUPS, build_report
+
+    group = request.args.get("group_by") or "day"
+    if group not in GROUPS:
+        group = "day"
+    report = build_report(Scope(merchant_id=mid()), [group])
+    return render_template("admin/reports.html", report=report, group=group, groups=GROUPS)
+
+
+# -- settings ----------------------------------------------------------------------------
+
+@bp.route("/settings", methods=["GET", "POST"])
+@merchant_required
+def settings() -> Any:
+    """Postback credentials (rotate), API keys (create, revoke), the integration snippet."""
+    confirm, key_form = ConfirmForm(), ApiKeyForm(prefix="key")
+    shown: dict[str, str] = {}
+    action = request.form.get("action")
+    status = 200
+    if request.method == "POST":
+        if action == "rotate" and confirm.validate_on_submit():
+            shown["postback_token"], shown["postback_secret"] = services.rotate_postback_credentials(
+                mid(), current_user.id)
+            flash("New postback token and secret: copy them now, they are shown once.", "ok")
+        elif action == "new_key" and key_form.validate_on_submit():
+            shown["api_key"] = services.create_api_key(mid(), key_form.name.data or "default",
+                                                       current_user.id)
+            flash("New API key: copy it now, it is shown once.", "ok")
+        elif action == "revoke" and confirm.validate_on_submit():
+            accounts.revoke_api_key(mid(), request.form.get("key_id", 0, type=int))
+            flash("API key revoked.", "ok")
+            return redirect(url_for("admin.settings"))
+        else:
+            status = 400
+    merchant = db.session.get(Merchant, mid())
+    base = current_app.config["BASE_URL"]
+    token = shown.get("postback_token") or f"{merchant.postback_token_prefix}…"  # type: ignore[union-attr]
+    snippet = (f"{base}/postback?token={token}&click_id={{click_id}}&order_id={{order_id}}"
+               f"&amount={{amount}}&currency={merchant.currency}")  # type: ignore[union-attr]
+    return render_template("admin/settings.html", confirm=confirm, key_form=key_form, shown=shown,
+                           keys=services.api_keys(mid()), snippet=snippet, base=base,
+                           join_url=base + url_for("portal.join", merchant_id=mid())), status
