@@ -31,17 +31,18 @@ class PayoutListQuery(PageArgs, PayoutListArgs):
     pass
 
 
-def _detail(payout: Any) -> dict[str, Any]:
+def _detail(payout: Any) -> Any:
+    """The payout with its items (and, when failed, what it had claimed) for the schema."""
     from partnernet.money import format_amount
 
-    out = PayoutOut().dump(payout)
-    items = services.payout_items(payout.id)
-    out["items"] = [{"commission_id": i.commission_id, "ledger_entry_id": i.ledger_entry_id,
-                     "amount": format_amount(i.amount_minor, payout.currency)} for i in items]
-    if payout.status == "failed":
-        out["released_items"] = [{**i, "amount": format_amount(int(i.pop("amount_minor")), payout.currency)}
-                                 for i in (payout.released_items or [])]
-    return out
+    payout.items_view = [{"commission_id": i.commission_id, "ledger_entry_id": i.ledger_entry_id,
+                          "amount": format_amount(i.amount_minor, payout.currency)}
+                         for i in services.payout_items(payout.id)]
+    payout.released_view = [{"commission_id": i.get("commission_id"),
+                             "ledger_entry_id": i.get("ledger_entry_id"),
+                             "amount": format_amount(int(i["amount_minor"]), payout.currency)}
+                            for i in (payout.released_items or [])]
+    return payout
 
 
 @blp.route("/payouts")
@@ -60,7 +61,11 @@ class Payouts(MethodView):
         """Start a payout run: one payout per partner and currency that can be paid now."""
         run = services.create_run(merchant_id(), partner_ids=data.get("partner_ids"),
                                   currency=data.get("currency"))
-        return {"id": run.id, "status": run.status, "trigger": run.trigger, "totals": run.totals,
+        from partnernet.money import format_amount
+
+        totals = {cur: format_amount(int(v), cur) for cur, v in (run.totals or {}).items()}
+        return {"id": run.id, "status": run.status, "trigger": run.trigger, "totals": totals,
+                "transfer_group": f"run-{run.id}",
                 "created_at": run.created_at, "approved_at": run.approved_at,
                 "payouts": services.run_payouts(run.id), "skipped": run.skipped}
 
@@ -68,7 +73,7 @@ class Payouts(MethodView):
 @blp.route("/payouts/<int:payout_id>")
 class PayoutById(MethodView):
     @blp.response(200, PayoutDetailOut)
-    def get(self, payout_id: int) -> dict[str, Any]:
+    def get(self, payout_id: int) -> Any:
         """One payout with the commissions and clawbacks it pays."""
         return _detail(services.get_payout(merchant_id(), payout_id))
 

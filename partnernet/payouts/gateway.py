@@ -30,6 +30,18 @@ from flask import Flask, current_app
 log = logging.getLogger(__name__)
 
 
+class _NoStripeBodies(logging.Filter):
+    """Drop the library's DEBUG records of request and response bodies: they carry
+    Account Link URLs (bearer tokens) and partners' personal data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not ("API response body" in text or "Post details" in text)
+
+
+logging.getLogger("stripe").addFilter(_NoStripeBodies())
+
+
 class OutcomeUnknown(Exception):
     """The call may or may not have made the transfer: retry with the same key later."""
 

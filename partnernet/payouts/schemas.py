@@ -45,7 +45,8 @@ class PayoutOut(Schema):
 
 
 class PayoutDetailOut(PayoutOut):
-    items = fields.List(fields.Dict())
+    items = fields.List(fields.Dict(), attribute="items_view")
+    released_items = fields.List(fields.Dict(), attribute="released_view")
 
 
 class SkippedOut(Schema):
@@ -60,15 +61,12 @@ class RunOut(Schema):
     id = fields.Integer()
     status = fields.String()
     trigger = fields.String()
-    transfer_group = fields.Function(lambda run: f"run-{run.id}")
-    totals = fields.Method("get_totals")
+    transfer_group = fields.String()
+    totals = fields.Dict(keys=fields.String(), values=fields.String())
     created_at = fields.DateTime()
     approved_at = fields.DateTime(allow_none=True)
     payouts = fields.List(fields.Nested(PayoutOut))
     skipped = fields.List(fields.Nested(SkippedOut))
-
-    def get_totals(self, run: Any) -> dict[str, str]:
-        return {cur: format_amount(int(v), cur) for cur, v in (run.totals or {}).items()}
 
 
 class RunIn(Schema):
