@@ -39,6 +39,14 @@ def read_invite(token: str | None, merchant_id: int) -> dict[str, str] | None:
     return {"email": str(data["e"]), "name": str(data["n"])}
 
 
+def email_registered(email: str) -> bool:
+    """Whether someone already logs in with this email (sign-up must not reuse their account)."""
+    from partnernet.accounts.models import Partner, User
+
+    return (db.session.scalar(select(User.id).where(User.email == email)) is not None
+            or db.session.scalar(select(Partner.id).where(Partner.email == email)) is not None)
+
+
 def memberships(partner_id: int) -> list[tuple[Membership, Merchant]]:
     """The partner's program memberships with their merchants (one query)."""
     rows = db.session.execute(

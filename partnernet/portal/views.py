@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required, login_user
 
 from partnernet.accounts import services as accounts
+from partnernet.accounts.exceptions import EmailTaken
 from partnernet.accounts.models import Merchant, Partner
 from partnernet.admin.forms import choices
 from partnernet.admin.services import bar_chart, names
@@ -86,6 +87,10 @@ def join(merchant_id: int) -> Any:
         email = accounts.normalize_email(form.email.data or "")
         approved = invite is not None and invite["email"] == email
         try:
+            if services.email_registered(email):
+                # create_partner would join the existing account to this program: only its owner,
+                # logged in, may do that, never a sign-up form that knows the email.
+                raise EmailTaken()
             partner, _ = accounts.create_partner(
                 merchant_id, email=email, name=form.name.data or "", password=form.password.data,
                 status="approved" if approved else "pending", channel_type=form.channel_type.data or "other")
@@ -93,7 +98,7 @@ def join(merchant_id: int) -> Any:
             db.session.rollback()
             form.email.errors = list(form.email.errors) + [
                 "An account with this email exists: log in, then apply from your portal."
-                if exc.code in ("email_taken", "partner_already_in_program", "conflict") else exc.message]
+                if exc.code in ("email_taken", "partner_exists") else exc.message]
             status = 409
         else:
             user = db.session.scalar(db.select(accounts.User).where(accounts.User.partner_id == partner.id))

@@ -18,6 +18,10 @@ def login(client: Any, email: str, password: str = PASSWORD) -> Any:
     return client.post("/login", data={"email": email, "password": password})
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def fresh_visitor(app: Any) -> Any:
     """A second browser: the tests' long-lived app context must not carry the last user over."""
     from flask import g
@@ -97,7 +101,8 @@ def test_offer_errors_show_next_to_fields_and_keep_what_was_typed(merchant_clien
 
 def test_pause_and_edit_offer(merchant_client: Any, shop: Any) -> None:
     offer = make_offer(shop.merchant.id)
-    assert merchant_client.post(f"/admin/offers/{offer.id}/status", data={"status": "paused"}).status_code == 302
+    paused = merchant_client.post(f"/admin/offers/{offer.id}/status", data={"status": "paused"})
+    assert paused.status_code == 302
     db.session.expire_all()
     assert db.session.get(Offer, offer.id).status == "paused"
     page = merchant_client.get(f"/admin/offers/{offer.id}").get_data(as_text=True)
@@ -185,12 +190,12 @@ def test_settings_rotate_postback_credentials_and_api_keys(merchant_client: Any,
     assert f"/postback?token={new_token}&amp;click_id={{click_id}}" in rotated
     created = merchant_client.post("/admin/settings", data={"action": "new_key", "key-name": "ci"})
     key = created.get_data(as_text=True).split('<code class="secret">')[1].split("<")[0]
-    assert merchant_client.get("/api/v1/offers", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert merchant_client.get("/api/v1/offers", headers=bearer(key)).status_code == 200
     from partnernet.accounts.models import ApiKey
 
     row = db.session.scalar(select(ApiKey).where(ApiKey.name == "ci"))
     merchant_client.post("/admin/settings", data={"action": "revoke", "key_id": row.id})
-    assert merchant_client.get("/api/v1/offers", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    assert merchant_client.get("/api/v1/offers", headers=bearer(key)).status_code == 401
     other = make_merchant("Other")
     their_key = db.session.scalar(select(ApiKey).where(ApiKey.merchant_id == other.merchant.id))
     assert merchant_client.post("/admin/settings", data={"action": "revoke",
