@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## run: migrate the database (SQLite in instance/ unless DATABASE_URL) and serve on :5000
+## run: migrate the database (SQLite in instance/ unless DATABASE_URL), seed the demo on first start, serve on :5000
 run: $(STAMP)
 	$(BIN)/partnernet db upgrade
+	$(BIN)/partnernet demo --if-empty
 	$(BIN)/partnernet serve --host 127.0.0.1 --port 5000
 
 ## test: the whole suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)

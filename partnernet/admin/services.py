@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +21,23 @@ from partnernet.reports.services import build_report
 DASHBOARD_DAYS = 30
 
 
+#: Rollups older than this are not kept by a worker (e.g. ``make run`` without Redis): read raw.
+ROLLUP_STALE_AFTER = timedelta(minutes=10)
+
+
+def rollups_fresh(rollup_until: datetime | None) -> bool:
+    """Whether the report rollups are being kept up to date (else pages read the raw tables)."""
+    return rollup_until is not None and rollup_until >= clock.now() - ROLLUP_STALE_AFTER
+
+
+def report(scope: Scope, group_by: list[str]) -> Any:
+    """A report of the last 30 days from the rollups when they are kept, else from the raw tables."""
+    built = build_report(scope, group_by)
+    if not rollups_fresh(built.rollup_until):
+        built = build_report(scope, group_by, built.first, built.last, force_source="raw")
+    return built
+
+
 @dataclass
 class Dashboard:
     """The last 30 days: totals per currency and one row per day for the chart."""
@@ -36,7 +53,7 @@ def dashboard(scope: Scope, days: int = DASHBOARD_DAYS) -> Dashboard:
     last = clock.now().date()
     first = last - timedelta(days=days - 1)
     totals = build_report(scope, [], first, last)
-    source = None if totals.rollup_until is not None else "raw"
+    source = None if rollups_fresh(totals.rollup_until) else "raw"
     if source:
         totals = build_report(scope, [], first, last, force_source=source)
     daily = build_report(scope, ["day"], first, last, force_source=source)

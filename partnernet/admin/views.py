@@ -377,12 +377,12 @@ def payouts_list() -> Any:
 @bp.get("/reports")
 @merchant_required
 def reports() -> Any:
-    from partnernet.reports.services import GROUPS, build_report
+    from partnernet.reports.services import GROUPS
 
     group = request.args.get("group_by") or "day"
     if group not in GROUPS:
         group = "day"
-    report = build_report(Scope(merchant_id=mid()), [group])
+    report = services.report(Scope(merchant_id=mid()), [group])
     return render_template("admin/reports.html", report=report, group=group, groups=GROUPS)
 
 
