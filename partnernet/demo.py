@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -103,8 +103,8 @@ def seed(say: Callable[[str], None] = print, seed_value: int | None = None) -> d
                 tea_partners.append(partner)
         partners.append((partner, status))
     approved = [p for p, s in partners if s == "approved"]
-    say(f"partners: {len(partners)} (3 waiting or rejected; {sum(p.channel_type == 'influencer' for p in approved)}"
-        " influencers)")
+    influencers = sum(p.channel_type == "influencer" for p in approved)
+    say(f"partners: {len(partners)} (3 waiting or rejected; {influencers} influencers)")
 
     links: list[tuple[Any, Any]] = []  # (link, offer)
     for p in approved:
@@ -152,7 +152,8 @@ def seed(say: Callable[[str], None] = print, seed_value: int | None = None) -> d
                               "customer_email": f"shopper{order}@mail.example"}
                     if rng.random() < 0.06:  # looks like self-referral: the fraud rules' business
                         params["customer_email"] = _partner_email(link.partner_id)
-                    answer = client.post("/postback", data=params, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+                    answer = client.post("/postback", data=params,
+                                         environ_base={"REMOTE_ADDR": "198.51.100.7"})
                     if answer.status_code == 200:
                         conversions += 1
                     else:
