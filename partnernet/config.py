@@ -76,6 +76,11 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or "https://api.stripe.com",
+        # Payouts: the stripe library's own retries (its default is none), its timeout,
+        # and our pacing under Stripe's rate limit.
+        "STRIPE_MAX_NETWORK_RETRIES": int(env.get("STRIPE_MAX_NETWORK_RETRIES", "2") or 2),
+        "STRIPE_TIMEOUT_SECONDS": float(env.get("STRIPE_TIMEOUT_SECONDS", "30") or 30),
+        "STRIPE_MAX_REQUESTS_PER_SECOND": float(env.get("STRIPE_MAX_REQUESTS_PER_SECOND", "20") or 20),
         "BASE_URL": (env.get("PARTNERNET_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
         "TRUSTED_PROXY_HOPS": int(env.get("PARTNERNET_TRUSTED_PROXY_HOPS", "0") or 0),
         # Flask refuses other Host headers (no host-header poisoning of printed URLs).
