@@ -21,6 +21,8 @@ from partnernet.payouts.schemas import (
     PayoutOut,
     RunIn,
     RunOut,
+    SettingsIn,
+    SettingsOut,
 )
 
 blp = Blueprint("payouts", __name__, url_prefix="/api/v1", description="Payout runs and payouts")
@@ -68,6 +70,23 @@ class Payouts(MethodView):
                 "transfer_group": f"run-{run.id}",
                 "created_at": run.created_at, "approved_at": run.approved_at,
                 "payouts": services.run_payouts(run.id), "skipped": run.skipped}
+
+
+@blp.route("/payouts/settings")
+class PayoutSettings(MethodView):
+    @blp.response(200, SettingsOut)
+    def get(self) -> dict[str, Any]:
+        """The merchant's payout settings: minimum, four-eyes threshold, weekly schedule, rail."""
+        from partnernet.accounts.models import Merchant
+        from partnernet.extensions import db
+
+        return services.payout_settings_view(db.session.get(Merchant, merchant_id()))
+
+    @blp.arguments(SettingsIn)
+    @blp.response(200, SettingsOut)
+    def put(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Change the payout settings (fields left out stay as they are)."""
+        return services.update_payout_settings(merchant_id(), data)
 
 
 @blp.route("/payouts/<int:payout_id>")

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from partnernet.api.fields import Currency
+from partnernet.api.fields import Currency, DecimalText
 from partnernet.money import format_amount
 from partnernet.payouts.models import PAYOUT_STATUSES
 
@@ -99,3 +99,23 @@ class OnboardingOut(Schema):
     url = fields.String()
     expires_at = fields.Integer()
     payouts_enabled = fields.Boolean()
+
+
+class ScheduleIn(Schema):
+    weekday = fields.Integer(required=True, validate=validate.Range(min=0, max=6))
+    hour = fields.Integer(load_default=9, validate=validate.Range(min=0, max=23))
+
+
+class SettingsIn(Schema):
+    min_payout = DecimalText()
+    approval_threshold = DecimalText(allow_none=True)
+    schedule = fields.Nested(ScheduleIn, allow_none=True)
+    rail = fields.String(validate=validate.OneOf(("auto", "stripe", "manual")))
+
+
+class SettingsOut(Schema):
+    currency = fields.String()
+    min_payout = fields.String()
+    approval_threshold = fields.String(allow_none=True)
+    schedule = fields.Dict(allow_none=True)
+    rail = fields.String()

@@ -67,6 +67,16 @@ def retry_backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 3600))
 
 
+def _call_lease() -> timedelta:
+    """How long one send may take (the library's tries × timeout, plus margin): the
+    sweeper leaves an attempt alone this long, so it does not race a live call."""
+    from flask import current_app
+
+    cfg = current_app.config
+    tries = int(cfg.get("STRIPE_MAX_NETWORK_RETRIES", 2)) + 1
+    return timedelta(seconds=tries * float(cfg.get("STRIPE_TIMEOUT_SECONDS", 30)) + 30)
+
+
 def min_payout_minor(merchant: Merchant, currency: str) -> int:
     """The merchant's minimum payout in ``currency`` (default 50.00 of that currency)."""
     per_currency = (merchant.payout_settings or {}).get("min_payout_minor") or {}
@@ -364,7 +374,7 @@ def send_payout(payout_id: int) -> str:
     payout.status = "processing"
     payout.attempts += 1
     payout.first_attempt_at = payout.first_attempt_at or now
-    payout.next_attempt_at = now + retry_backoff(payout.attempts)
+    payout.next_attempt_at = now + max(retry_backoff(payout.attempts), _call_lease())
     frozen = {"amount_minor": payout.amount_minor, "currency": payout.currency,
               "destination": payout.destination or "", "transfer_group": payout.transfer_group or "",
               "metadata": transfer_metadata(payout), "idempotency_key": payout.idempotency_key or ""}
@@ -645,6 +655,47 @@ def reconcile(merchant_id: int | None = None) -> list[dict[str, Any]]:
                       "transfers": [t.id for t in by_payout[pid]]})
     db.session.commit()
     return diffs
+
+
+# -- settings and weekly schedule ------------------------------------------------------
+
+def payout_settings_view(merchant: Merchant) -> dict[str, Any]:
+    """The merchant's payout settings, amounts in major units of its currency."""
+    settings = merchant.payout_settings or {}
+    threshold = settings.get("approval_threshold_minor")
+    if isinstance(threshold, dict):
+        threshold = threshold.get(merchant.currency)
+    return {"currency": merchant.currency,
+            "min_payout": format_amount(min_payout_minor(merchant, merchant.currency), merchant.currency),
+            "approval_threshold": None if threshold is None else format_amount(int(threshold),
+                                                                               merchant.currency),
+            "schedule": settings.get("schedule"), "rail": settings.get("rail", "auto")}
+
+
+def update_payout_settings(merchant_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Set the minimum payout, four-eyes threshold, weekly schedule and rail. Commits."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise exc.RunNotFound()
+    settings = dict(merchant.payout_settings or {})
+    if "min_payout" in changes:
+        merchant.min_payout_minor = parse_amount(changes["min_payout"], merchant.currency)
+    if "approval_threshold" in changes:
+        value = changes["approval_threshold"]
+        if value is None:
+            settings.pop("approval_threshold_minor", None)
+        else:
+            settings["approval_threshold_minor"] = {merchant.currency: parse_amount(value, merchant.currency)}
+    if "schedule" in changes:
+        if changes["schedule"] is None:
+            settings.pop("schedule", None)
+        else:
+            settings["schedule"] = dict(changes["schedule"])
+    if "rail" in changes:
+        settings["rail"] = changes["rail"]
+    merchant.payout_settings = settings
+    db.session.commit()
+    return payout_settings_view(merchant)
 
 
 # -- weekly schedule ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 
 import pytest
 
@@ -155,3 +156,36 @@ def test_onboarding_without_stripe_configured_is_422(app_factory):
     assert_error(client.post(f"/api/v1/partners/{partner_id}/stripe/onboarding",
                              headers=auth(shop.api_key)), 422, "stripe_not_configured")
 
+
+
+def test_settings_and_the_weekly_schedule(client, shop, fake):
+    from datetime import datetime
+
+    from partnernet import clock
+    from partnernet.payouts.services import run_scheduled_payouts
+
+    headers = auth(shop.api_key)
+    assert client.get("/api/v1/payouts/settings", headers=headers).get_json() == {
+        "currency": "USD", "min_payout": "50.00", "approval_threshold": None, "schedule": None,
+        "rail": "auto"}
+    assert_error(client.put("/api/v1/payouts/settings", json={"min_payout": "1.234"}, headers=headers),
+                 400, "invalid_amount")
+    assert_error(client.put("/api/v1/payouts/settings", json={"schedule": {"weekday": 9}},
+                            headers=headers), 400, "validation_error")
+    changed = client.put("/api/v1/payouts/settings", json={
+        "min_payout": "20", "schedule": {"weekday": 0, "hour": 9}}, headers=headers)
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["min_payout"] == "20.00"
+    assert changed.get_json()["schedule"] == {"weekday": 0, "hour": 9}
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    approved_commission(shop.merchant.id, partner.id, shop.offer.id, 2500)
+
+    clock.freeze(datetime(2026, 11, 30, 8, 0, tzinfo=UTC))  # Monday, before 9:00
+    assert run_scheduled_payouts() == {"runs": 0}
+    clock.freeze(datetime(2026, 11, 30, 9, 5, tzinfo=UTC))
+    assert run_scheduled_payouts() == {"runs": 1}
+    assert run_scheduled_payouts() == {"runs": 0}  # once a week
+    clock.freeze(None)
+    [p] = client.get("/api/v1/payouts", headers=headers).get_json()["items"]
+    assert p["amount"] == "25.00" and p["status"] == "paid"
