@@ -145,4 +145,8 @@ def assert_ledger_consistent(fake: Any = None) -> None:
         for pid, cur, total in rows:
             claim = claims.get((pid, cur))
             assert int(total) == (claim.amount_minor if claim else 0), (pid, cur, total, claim)
+    # and the commissions engine's own check (``partnernet ledger verify``)
+    from partnernet.commissions.ledger import verify_ledger
+
+    assert [str(d) for d in verify_ledger()] == []
     db.session.commit()

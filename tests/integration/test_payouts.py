@@ -425,3 +425,5 @@ def test_cli_run_and_reconcile(papp, shop, fake):
     assert result.exit_code == 0 and json.loads(result.output)["ok"] is True
     result = runner.invoke(args=["jobs", "run", "retry-payouts"])
     assert result.exit_code == 0 and '"enqueued": 0' in result.output
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code == 0, result.output
