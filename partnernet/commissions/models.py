@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from partnernet import clock
+from partnernet import clock, dbsetup
 from partnernet.dbtypes import BigIntPK, UTCDateTime
 from partnernet.extensions import db
 
@@ -23,6 +24,8 @@ class Commission(db.Model):
     __table_args__ = (
         Index("ix_commissions_status_hold", "status", "hold_until"),
         Index("ix_commissions_merchant_partner_status", "merchant_id", "partner_id", "status"),
+        # One CPC accrual per partner × offer × day (conversions have accrual_date NULL).
+        UniqueConstraint("offer_id", "partner_id", "accrual_date", name="uq_commissions_cpc_day"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -41,7 +44,12 @@ class Commission(db.Model):
     hold_until: Mapped[datetime] = mapped_column(UTCDateTime)
     #: [{"rule": ..., "reason": ..., "action": hold|reject|flag|shadow}]
     flags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: CPC accruals: the UTC day accrued and how many unique, non-bot clicks it paid.
+    accrual_date: Mapped[date | None] = mapped_column(Date)
+    click_count: Mapped[int | None] = mapped_column()
+    #: The user who reviewed it (panels); NULL with reviewed_via "api" or "job".
     reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_via: Mapped[str | None] = mapped_column(String(16))
     review_reason: Mapped[str | None] = mapped_column(String(1000))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -67,3 +75,41 @@ class LedgerEntry(db.Model):
     payout_id: Mapped[int | None] = mapped_column(ForeignKey("payouts.id"), index=True)
     memo: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+# -- the ledger is append-only in the database too ---------------------------------------
+
+#: Installed by ``dbsetup.install`` (tests) and to be installed by the migration too.
+#: Row-level: TRUNCATE (test clean-up) still works.
+LEDGER_TRIGGER_POSTGRES = """
+CREATE OR REPLACE FUNCTION ledger_entries_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger_entries is append-only: % refused (post a reversing entry)', TG_OP
+        USING ERRCODE = 'restrict_violation';
+END
+$$;
+DROP TRIGGER IF EXISTS ledger_entries_append_only ON ledger_entries;
+CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only();
+"""
+LEDGER_TRIGGERS_SQLITE = (
+    "CREATE TRIGGER IF NOT EXISTS ledger_entries_no_update BEFORE UPDATE ON ledger_entries "
+    "BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS ledger_entries_no_delete BEFORE DELETE ON ledger_entries "
+    "BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only: DELETE refused'); END",
+)
+
+
+def install_ledger_trigger(engine: Engine) -> None:
+    """Refuse UPDATE and DELETE on ledger_entries (idempotent)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(LEDGER_TRIGGER_POSTGRES))
+        elif engine.dialect.name == "sqlite":
+            for statement in LEDGER_TRIGGERS_SQLITE:
+                conn.execute(text(statement))
+
+
+if install_ledger_trigger not in dbsetup.INSTALLERS:
+    dbsetup.INSTALLERS.append(install_ledger_trigger)
