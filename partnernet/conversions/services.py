@@ -182,6 +182,19 @@ def source_allowed(allowlist: list[str] | None, source_ip: str | None) -> bool:
 
 # -- the use case ----------------------------------------------------------------------
 
+def email_hash(email: str) -> str:
+    """SHA-256 of the trimmed, lower-cased email: what is kept instead of the address."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def loggable_params(params: dict[str, str]) -> dict[str, str]:
+    """Parameters for the raw log: no token or signature, the customer's email hashed."""
+    logged = {k: v[:1000] for k, v in params.items() if k not in SECRET_PARAMS}
+    if logged.get("customer_email"):
+        logged["customer_email"] = "sha256:" + email_hash(params["customer_email"])
+    return logged
+
+
 def receive_postback(req: PostbackRequest) -> PostbackAnswer:
     """Authenticate, log, then record a conversion or refund. Commits (log first)."""
     now = clock.now()
@@ -189,7 +202,7 @@ def receive_postback(req: PostbackRequest) -> PostbackAnswer:
     merchant_id, allowlist = creds.merchant_id, list(creds.allowlist)
     postback_id = log_raw_postback(
         merchant_id=merchant_id, received_at=now, method=req.method,
-        params={k: v for k, v in params.items() if k not in SECRET_PARAMS},
+        params=loggable_params(params),
         source_ip=(req.source_ip or "")[:64] or None,
         order_id=(params.get("order_id") or "")[:255] or None,
         outcome="received", auth_method=auth_method)
@@ -310,7 +323,7 @@ def process(merchant_id: int, params: dict[str, str], now: datetime,
         coupon_id=att.coupon.id if att.coupon is not None else None,
         event=event, order_id=order_id, amount_minor=amount_minor, currency=currency,
         refunded_minor=0, customer_id=_param(params, "customer_id"),
-        customer_email_hash=hashlib.sha256(email.lower().encode()).hexdigest() if email else None,
+        customer_email_hash=email_hash(email) if email else None,
         customer_email_domain=email.rpartition("@")[2].lower()[:255] or None if email else None,
         status="approved", created_at=now)
     if not _insert_once(conversion):

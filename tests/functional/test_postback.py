@@ -425,3 +425,21 @@ def test_a_rotated_token_is_refused_once_the_credentials_cache_expires(app_facto
         assert_error(c.get("/postback", query_string=sale(shop, order_id="B")), 401, "invalid_token")
         r = c.get("/postback", query_string=sale(shop, order_id="B", token=new_token))
         assert r.status_code == 200
+
+
+def test_customer_email_is_kept_hashed_never_as_the_address(client, shop):
+    import hashlib
+
+    from partnernet.conversions.models import Conversion
+    from partnernet.extensions import db
+
+    r = client.post("/postback", data=sale(shop, customer_email=" Jane.Doe@Example.COM ",
+                                           customer_id="cust-7"))
+    assert r.status_code == 200
+    digest = hashlib.sha256(b"jane.doe@example.com").hexdigest()
+    conversion = db.session.get(Conversion, r.get_json()["conversion_id"])
+    assert conversion.customer_email_hash == digest
+    assert conversion.customer_email_domain == "example.com" and conversion.customer_id == "cust-7"
+    [logged] = postbacks()
+    assert logged.params["customer_email"] == f"sha256:{digest}"
+    assert "jane" not in json.dumps(logged.params).lower()
