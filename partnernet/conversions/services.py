@@ -49,6 +49,8 @@ from partnernet.money import MoneyError, normalize_currency, parse_amount
 REPLAY_WINDOW_SECONDS = 300
 #: Parameters never written to the raw log.
 SECRET_PARAMS = ("token", "signature")
+#: A postback is a handful of parameters; a flood of them is not kept.
+MAX_LOGGED_PARAMS = 50
 EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_LENGTHS = {"order_id": 255, "click_id": 64, "coupon": 64, "customer_id": 255,
                "customer_email": 254, "event": 64, "status": 16, "amount": 32, "currency": 8}
@@ -81,7 +83,7 @@ class PostbackAnswer:
 def _query_without_signature(raw_query: str) -> bytes:
     """The raw query string minus any ``signature`` parameter: what a GET signs."""
     parts = [p for p in raw_query.split("&") if p and p.split("=", 1)[0] != "signature"]
-    return "&".join(parts).encode()
+    return "&".join(parts).encode("latin-1")  # the view decoded the raw bytes as latin-1
 
 
 def sign(secret: str, message: bytes) -> str:
@@ -189,7 +191,8 @@ def email_hash(email: str) -> str:
 
 def loggable_params(params: dict[str, str]) -> dict[str, str]:
     """Parameters for the raw log: no token or signature, the customer's email hashed."""
-    logged = {k: v[:1000] for k, v in params.items() if k not in SECRET_PARAMS}
+    logged = {k: v[:1000] for k, v in list(params.items())[:MAX_LOGGED_PARAMS]
+              if k not in SECRET_PARAMS}
     if logged.get("customer_email"):
         logged["customer_email"] = "sha256:" + email_hash(params["customer_email"])
     return logged

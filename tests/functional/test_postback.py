@@ -443,3 +443,12 @@ def test_customer_email_is_kept_hashed_never_as_the_address(client, shop):
     [logged] = postbacks()
     assert logged.params["customer_email"] == f"sha256:{digest}"
     assert "jane" not in json.dumps(logged.params).lower()
+
+
+def test_a_flood_of_parameters_is_not_kept_whole(client, shop):
+    extra = {f"x{i}": "y" * 5000 for i in range(200)}
+    r = client.post("/postback", data={**sale(shop), **extra})
+    assert r.status_code == 200
+    [logged] = postbacks()
+    assert len(logged.params) <= 50 and all(len(v) <= 1000 for v in logged.params.values())
+    assert logged.params["order_id"] == "A-1"
