@@ -106,6 +106,8 @@ SKIP_MESSAGES = {
     "stripe_not_onboarded": "Connect a Stripe account to receive payouts.",
     "payouts_disabled": "Stripe has not enabled payouts on the connected account yet; "
                         "finish the Stripe onboarding.",
+    "payout_in_flight": "A refund waits for your payout in progress to finish; "
+                        "the rest is paid in the next run.",
     "balance_mismatch": "The claimable amount exceeds the ledger balance; support is looking into it.",
 }
 
@@ -169,7 +171,11 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
     # 2. Loose entries: clawbacks of commissions some payout claimed, adjustments, and
     #    the returns of reversed (returned) payouts. A failed payout's return is not
     #    loose: its commissions were released and are claimed again above.
-    claimed_commission = exists().where(PayoutItem.commission_id == LedgerEntry.commission_id)
+    # A clawback waits until the payout that claimed its commission has paid: were that
+    # payout to fail, netting the clawback elsewhere would underpay the partner.
+    claimed_commission = exists().where(
+        PayoutItem.commission_id == LedgerEntry.commission_id, Payout.id == PayoutItem.payout_id,
+        Payout.status.in_(("paid", "returned")))
     returned_payout = exists().where(Payout.id == LedgerEntry.payout_id, Payout.status == "returned")
     loose = (
         select(LedgerEntry.id, LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.amount_minor)
@@ -187,6 +193,12 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
     for eid, pid, cur, amount in db.session.execute(loose):
         claim(pid, cur).entries.append((eid, int(amount)))
     return claims
+
+
+def _in_flight(merchant_id: int, partner_id: int, currency: str) -> bool:
+    return db.session.scalar(select(Payout.id).where(
+        Payout.merchant_id == merchant_id, Payout.partner_id == partner_id, Payout.currency == currency,
+        Payout.status.in_(("awaiting_approval", "queued", "processing"))).limit(1)) is not None
 
 
 def _balances(merchant_id: int) -> dict[tuple[int, str], int]:
@@ -233,7 +245,9 @@ def create_run(merchant_id: int, *, partner_ids: list[int] | None = None,
         if amount < min_payout_minor(merchant, c.currency):
             reason = "below_minimum"
         elif amount > balances.get(key, 0):
-            reason = "balance_mismatch"  # invariant 4: no payout exceeds the balance
+            # Invariant 4: no payout exceeds the balance. The usual cause: a refund of a
+            # commission whose payout is still in flight (its clawback waits for it).
+            reason = "payout_in_flight" if _in_flight(merchant_id, *key) else "balance_mismatch"
         else:
             rail, reason = _rail_for(merchant, partners[c.partner_id])
         if reason:

@@ -427,3 +427,43 @@ def test_cli_run_and_reconcile(papp, shop, fake):
     assert result.exit_code == 0 and '"enqueued": 0' in result.output
     result = runner.invoke(args=["ledger", "verify"])
     assert result.exit_code == 0, result.output
+
+
+def test_clawback_waits_while_its_payout_is_in_flight_and_is_not_lost_if_it_fails(shop, fake):
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    [first] = earn(shop, partner, 10000)
+    fake.fail_next("POST /v1/transfers", "500")  # unknown outcome: in flight
+    run(shop)
+    [in_flight] = payouts()
+    clawback(first, 10000)  # refunded while the payout is in flight
+    earn(shop, partner, 8000)
+
+    second = run(shop)  # the clawback waits for the first payout: nothing may exceed the balance
+
+    assert [s["reason"] for s in second.skipped] == ["payout_in_flight"]
+    fake.fail_next("POST /v1/transfers", "400")
+    retry()  # the in-flight payout is now definitely refused
+    assert payout(in_flight.id).status == "failed"
+    # the refunded commission was never paid and is not clawed back from anything else
+    assert balance(shop.merchant.id, partner.id) == 8000
+    third = run(shop)
+    [p3] = [p for p in payouts() if p.run_id == third.id]
+    assert p3.amount_minor == 8000 and p3.status == "paid"
+    assert_ledger_consistent(fake)
+
+
+def test_clawback_while_in_flight_is_netted_once_the_payout_is_paid(shop, fake):
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    [first] = earn(shop, partner, 10000)
+    fake.fail_next("POST /v1/transfers", "500")
+    run(shop)
+    clawback(first, 4000)
+    earn(shop, partner, 9000)
+    assert run(shop).skipped[0]["reason"] == "payout_in_flight"
+    retry()  # the first payout goes through: 100.00 paid
+    later = run(shop)
+    [p] = [p for p in payouts() if p.run_id == later.id]
+    assert p.amount_minor == 5000  # 90.00 − 40.00 clawback
+    assert_ledger_consistent(fake)
