@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import logging
 import re
 import socket
 import ssl
@@ -33,6 +34,8 @@ from partnernet.conversions.models import Conversion, PartnerPostbackAttempt, Pa
 from partnernet.extensions import db
 from partnernet.links import services as links
 from partnernet.money import format_amount
+
+log = logging.getLogger(__name__)
 
 #: Seconds to wait after the 1st, 2nd, ... failed attempt: 7 tries over about 18 hours.
 BACKOFF_SECONDS = (60, 300, 1800, 7200, 21600, 36000)
@@ -219,10 +222,10 @@ def attempt(delivery: PartnerPostbackDelivery, partner: Partner, *, retry: bool 
     db.session.flush()
 
 
-def notify_partner(commission_id: int) -> PartnerPostbackDelivery | None:
-    """Job: tell the partner about its commission's current status (once per status). Commits.
+def record_delivery(commission_id: int) -> tuple[PartnerPostbackDelivery, Partner] | None:
+    """The pending delivery of the commission's current status, made if missing. Commits.
 
-    Safe to run twice: a (commission, status) pair is delivered at most once.
+    None when the partner has no postback URL or another worker made it just now.
     """
     commission = db.session.get(Commission, commission_id)
     if commission is None:
@@ -246,11 +249,41 @@ def notify_partner(commission_id: int) -> PartnerPostbackDelivery | None:
             db.session.commit()
             return None  # another worker has it
         db.session.commit()
+    return delivery, partner
+
+
+def notify_partner(commission_id: int) -> PartnerPostbackDelivery | None:
+    """Job: tell the partner about its commission's current status (once per status). Commits.
+
+    Enqueue it whenever a commission is created or changes status. Safe to run twice:
+    a (commission, status) pair is delivered at most once.
+    """
+    found = record_delivery(commission_id)
+    if found is None:
+        return None
+    delivery, partner = found
     if delivery.status != "pending" or delivery.attempts > 0:
         return delivery  # delivered, given up, or the retry job owns it now
     attempt(delivery, partner)
     db.session.commit()
     return delivery
+
+
+def enqueue_notification(commission_id: int) -> None:
+    """Queue ``notify_partner``; if the queue is unreachable, leave a pending delivery in the
+    database for the periodic retry instead, so a Redis outage loses no partner postback."""
+    from partnernet import jobs
+
+    try:
+        jobs.enqueue("partnernet.conversions.outgoing:notify_partner", commission_id)
+    except Exception:  # noqa: BLE001 - the queue is a hint; the database keeps the truth
+        log.warning("could not queue the partner postback of commission %s; "
+                    "left for the retry job", commission_id, exc_info=True)
+        try:
+            record_delivery(commission_id)
+        except Exception:  # noqa: BLE001
+            db.session.rollback()
+            log.exception("could not record the partner postback of commission %s", commission_id)
 
 
 def retry_due_deliveries(limit: int = 200) -> int:

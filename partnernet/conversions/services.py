@@ -22,10 +22,11 @@ from flask import current_app
 from sqlalchemy import Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from partnernet import clock, jobs, tokens
+from partnernet import clock, tokens
 from partnernet.accounts.models import Merchant, Partner
 from partnernet.commissions import services as commissions
 from partnernet.commissions.models import Commission
+from partnernet.conversions import outgoing
 from partnernet.conversions.attribution import attribute
 from partnernet.conversions.exceptions import (
     CurrencyMismatch,
@@ -230,7 +231,7 @@ def receive_postback(req: PostbackRequest) -> PostbackAnswer:
     _record_outcome(postback_id, answer.body["status"], 200, None, answer.body["conversion_id"])
     db.session.commit()
     for commission_id in answer.notify_commission_ids:
-        jobs.enqueue("partnernet.conversions.outgoing:notify_partner", commission_id)
+        outgoing.enqueue_notification(commission_id)
     return answer
 
 

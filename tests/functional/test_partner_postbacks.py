@@ -269,3 +269,19 @@ def test_unsafe_destination_is_not_retried(app_factory, receiver):
         [delivery] = deliveries()
         assert delivery.status == "failed" and delivery.next_attempt_at is None
     assert receiver.requests == []
+
+
+def test_an_unreachable_queue_leaves_the_postback_for_the_retry_job(dev_app, shop, receiver,
+                                                                    monkeypatch):
+    from partnernet import jobs
+    from partnernet.conversions.outgoing import retry_due_deliveries
+
+    def queue_down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(jobs, "enqueue", queue_down)
+    sale(dev_app.test_client(), shop)  # the store still gets its 200
+    [delivery] = deliveries()
+    assert delivery.status == "pending" and delivery.attempts == 0 and receiver.requests == []
+    assert retry_due_deliveries() == 1
+    assert deliveries()[0].status == "delivered" and len(receiver.requests) == 1
