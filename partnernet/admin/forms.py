@@ -125,5 +125,10 @@ class ApiKeyForm(FlaskForm):
     name = StringField("Key name", default="default", validators=[DataRequired(), Length(max=100)])
 
 
+class ReviewForm(FlaskForm):
+    action = SelectField("Decision", choices=choices([("approve", "Approve"), ("reject", "Reject")]))
+    reason = StringField("Reason (kept with the decision)", validators=[Optional(), Length(max=1000)])
+
+
 class ConfirmForm(FlaskForm):
     """A bare POST (rotate, revoke, pause): only the CSRF token."""

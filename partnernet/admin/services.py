@@ -133,15 +133,29 @@ def names(model: Any, ids: set[int]) -> dict[int, str]:
 
 
 def commissions_query(merchant_id: int, status: str | None = None, partner_id: int | None = None) -> Any:
-    """The merchant's commissions (or one partner's), newest first."""
-    from partnernet.commissions.models import Commission
+    """The merchant's commissions (the commissions service's query), newest first."""
+    from partnernet.commissions.services import commissions_query as query
 
-    stmt = select(Commission).where(Commission.merchant_id == merchant_id)
-    if status:
-        stmt = stmt.where(Commission.status == status)
-    if partner_id is not None:
-        stmt = stmt.where(Commission.partner_id == partner_id)
-    return stmt.order_by(Commission.id.desc())
+    return query(merchant_id, status=status, partner_id=partner_id)
+
+
+def review_evidence(commissions: list[Any]) -> dict[int, dict[str, Any]]:
+    """The conversion and click behind each commission on a page (two queries for the page)."""
+    from partnernet.conversions.models import Conversion
+    from partnernet.links.models import Click
+
+    conv_ids = {c.conversion_id for c in commissions if c.conversion_id}
+    convs = {c.id: c for c in db.session.scalars(select(Conversion).where(Conversion.id.in_(conv_ids)))} \
+        if conv_ids else {}
+    click_ids = {c.click_id for c in convs.values() if c.click_id}
+    clicks = {c.id: c for c in db.session.scalars(select(Click).where(Click.id.in_(click_ids)))} \
+        if click_ids else {}
+    out = {}
+    for commission in commissions:
+        conv = convs.get(commission.conversion_id or 0)
+        out[commission.id] = {"conversion": conv,
+                              "click": clicks.get(conv.click_id) if conv and conv.click_id else None}
+    return out
 
 
 def review_service() -> Any:

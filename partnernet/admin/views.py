@@ -20,6 +20,7 @@ from partnernet.admin.forms import (
     OfferForm,
     OverrideForm,
     PlanRow,
+    ReviewForm,
     choices,
 )
 from partnernet.conversions.models import Conversion
@@ -354,13 +355,38 @@ def conversions_list() -> Any:
 
 # -- fraud review, payouts, reports: the features' services --------------------------------
 
-@bp.get("/review")
+@bp.route("/review", methods=["GET", "POST"])
 @merchant_required
 def review_queue() -> Any:
+    """Held (or other) commissions with their flags and evidence; approve/reject, one or in bulk."""
     review = services.review_service()
-    held = paginate(services.commissions_query(mid(), status="held"))
-    return render_template("admin/review.html", held=held, review=review, fmt=format_amount,
-                           confirm=ConfirmForm(),
+    form = ReviewForm()
+    if request.method == "POST":
+        if review is None or not form.validate_on_submit():
+            abort(400)
+        ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+        if not ids:
+            flash("Tick at least one commission.", "error")
+            return redirect(url_for("admin.review_queue"))
+        done, refused = 0, []
+        for commission_id in ids:
+            try:
+                review.review_commission(mid(), commission_id, form.action.data, form.reason.data,
+                                         reviewer_id=current_user.id, via="panel")
+                done += 1
+            except PartnernetError as exc:
+                if exc.status_code == 404:
+                    raise
+                db.session.rollback()
+                refused.append(f"#{commission_id}: {exc.message}")
+        flash(f"{done} commission{'s' if done != 1 else ''} {form.action.data}d."
+              + (f" Not changed: {'; '.join(refused)}" if refused else ""), "ok" if not refused else "error")
+        return redirect(url_for("admin.review_queue", status=request.args.get("status") or "held"))
+    status = request.args.get("status") or "held"
+    held = paginate(services.commissions_query(mid(), status=status if status != "all" else None))
+    evidence = services.review_evidence(held.items)
+    return render_template("admin/review.html", held=held, review=review, fmt=format_amount, form=form,
+                           status=status, evidence=evidence,
                            partner_names=services.names(Partner, {c.partner_id for c in held.items}))
 
 

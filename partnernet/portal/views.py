@@ -14,7 +14,7 @@ from partnernet.accounts.models import Merchant, Partner
 from partnernet.admin.forms import choices
 from partnernet.admin.services import bar_chart, names
 from partnernet.admin.services import dashboard as build_dashboard
-from partnernet.commissions.ledger import ledger_balances
+from partnernet.commissions.ledger import balance_view
 from partnernet.errors import PartnernetError
 from partnernet.extensions import db
 from partnernet.links import services as links
@@ -119,7 +119,7 @@ def join(merchant_id: int) -> Any:
 def dashboard() -> Any:
     programs = services.memberships(pid())
     board = build_dashboard(Scope(partner_id=pid()))
-    balances = {merchant.id: ledger_balances(merchant.id, pid()) for m, merchant in programs
+    balances = {merchant.id: balance_view(merchant.id, pid()) for m, merchant in programs
                 if m.status == "approved"}
     return render_template("portal/dashboard.html", programs=programs, board=board, balances=balances,
                            open_programs=services.programs_open(pid()), fmt=format_amount,

@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from partnernet.commissions.models import Commission
 from partnernet.extensions import db
 from partnernet.links.models import Click, Link
 from partnernet.offers.models import Offer
 from tests.browser.conftest import shoot
-from tests.factories import make_merchant, make_partner
+from tests.factories import make_click_row, make_merchant, make_partner
 
 PASSWORD = "correct horse battery"
 
@@ -59,8 +60,24 @@ def test_merchant_creates_a_cps_offer_and_approves_a_partner(live: Any, new_page
     row.get_by_role("button", name="Approve").click()
     assert page.get_by_role("row", name=re.compile("Paula Pending")).get_by_text("approved").is_visible()
 
+    # a sale whose customer is the partner: held by the self-referral rule, reviewed here
+    partner = make_partner(shop.merchant.id, name="Sam Self", email="sam@self.example")
+    click = make_click_row(offer, partner.id)
+    body = urllib.parse.urlencode({"token": shop.postback_token, "click_id": click.id, "order_id": "S-1",
+                                   "amount": "50.00", "customer_email": "sam@self.example"}).encode()
+    with urllib.request.urlopen(f"{live.url}/postback", data=body, timeout=10) as answer:  # noqa: S310
+        assert answer.status == 200
     page.get_by_role("link", name="Fraud review").click()
-    assert page.get_by_role("heading", name="Fraud review queue").is_visible()
+    row = page.get_by_role("row", name=re.compile("Sam Self"))
+    assert row.get_by_text("self_referral").is_visible() and row.get_by_text("S-1").is_visible()
+    row.get_by_role("checkbox").check()
+    page.get_by_label("Decision", exact=True).select_option("approve")
+    page.get_by_label("Reason (kept with the decision)").fill("Known customer, checked by phone")
+    page.get_by_role("button", name="Apply to the ticked commissions").click()
+    assert page.get_by_text("1 commission approved.").is_visible()
+    db.session.expire_all()
+    reviewed = db.session.scalar(select(Commission).where(Commission.partner_id == partner.id))
+    assert (reviewed.status, reviewed.review_reason) == ("approved", "Known customer, checked by phone")
     page.get_by_role("link", name="Settings").click()
     assert f"{live.url}/postback?token=" in page.locator("pre.snippet").first.inner_text()
 

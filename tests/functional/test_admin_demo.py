@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 
 from partnernet.accounts.models import Merchant, Partner
 from partnernet.admin.cli import demo
+from partnernet.commissions.models import Commission
 from partnernet.conversions.models import Conversion
 from partnernet.extensions import db
 from partnernet.links.models import Click, Coupon
 from partnernet.offers.models import CommissionPlan, Membership
+from partnernet.payouts.models import Payout
 
 
 def test_demo_seeds_once_and_prints_logins_that_work(app: Any) -> None:
@@ -29,6 +31,8 @@ def test_demo_seeds_once_and_prints_logins_that_work(app: Any) -> None:
     days = {c.date() for c in db.session.scalars(select(Click.created_at))}
     assert len(days) >= 25
     assert db.session.scalar(select(func.count()).where(Membership.status == "pending")) >= 2
+    assert db.session.scalar(select(func.count()).where(Commission.status == "held")) >= 1
+    assert db.session.scalar(select(func.count()).where(Payout.status == "paid")) == 1
 
     logins = re.findall(r"^\s+(merchant|partner)\s+(\S+@\S+)\s+(\S+)$", result.output, re.M)
     assert len(logins) == 22

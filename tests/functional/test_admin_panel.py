@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from partnernet.accounts.models import Partner
 from partnernet.extensions import db
 from partnernet.offers.models import Membership, Offer
 from tests.factories import make_click_row, make_merchant, make_offer, make_partner
@@ -248,7 +249,10 @@ def test_partner_list_pages_without_n_plus_1(merchant_client: Any, shop: Any) ->
     for pid in partner_ids:
         make_click_row(offer, pid)
     counts = {}
-    for path in ("/admin/partners", "/admin/partners?page=2", "/admin/offers", "/admin/links"):
+    for i in range(30):
+        _held_commission(shop, offer, db.session.get(Partner, partner_ids[i]), f"N-{i}")
+    for path in ("/admin/partners", "/admin/partners?page=2", "/admin/offers", "/admin/links",
+                 "/admin/review", "/admin/conversions"):
         statements: list[str] = []
 
         def count(*args: Any) -> None:
@@ -265,3 +269,47 @@ def test_partner_list_pages_without_n_plus_1(merchant_client: Any, shop: Any) ->
     assert max(counts.values()) <= 10, counts
     page2 = merchant_client.get("/admin/partners?page=2").get_data(as_text=True)
     assert "Page 2 of 3" in page2
+
+
+def _held_commission(shop: Any, offer: Any, partner: Any, order_id: str) -> Any:
+    from partnernet.commissions.models import Commission
+
+    click = make_click_row(offer, partner.id)
+    from flask import current_app
+
+    answer = current_app.test_client().post("/postback", data={
+        "token": shop.postback_token, "click_id": click.id, "order_id": order_id, "amount": "40.00",
+        "customer_email": partner.email})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    commission = db.session.get(Commission, answer.get_json()["commission"]["id"])
+    assert commission.status == "held"
+    return commission
+
+
+def test_review_queue_bulk_decisions_with_reason_and_isolation(merchant_client: Any, shop: Any) -> None:
+    offer = make_offer(shop.merchant.id)
+    partner = make_partner(shop.merchant.id, email="self@ref.example")
+    first, second, third = (_held_commission(shop, offer, partner, f"O-{i}") for i in range(3))
+    page = merchant_client.get("/admin/review").get_data(as_text=True)
+    assert "self_referral" in page and "O-1" in page
+    answer = merchant_client.post("/admin/review", data={"ids": [first.id, second.id], "action": "reject",
+                                                         "reason": "self purchase"})
+    assert answer.status_code == 302
+    db.session.expire_all()
+    assert [first.status, second.status, third.status] == ["rejected", "rejected", "held"]
+    assert first.review_reason == "self purchase"
+    again = merchant_client.post("/admin/review", data={"ids": [first.id, third.id], "action": "approve"})
+    assert again.status_code == 302
+    db.session.expire_all()
+    assert (first.status, third.status) == ("rejected", "approved")
+    assert "Not changed: #" in merchant_client.get("/admin/review").get_data(as_text=True)
+
+    other = make_merchant("Other")
+    other_offer = make_offer(other.merchant.id)
+    other_partner = make_partner(other.merchant.id, email="x@other.example")
+    theirs = _held_commission(other, other_offer, other_partner, "T-1")
+    refused = merchant_client.post("/admin/review", data={"ids": [theirs.id], "action": "approve"})
+    assert refused.status_code == 404
+    db.session.expire_all()
+    assert theirs.status == "held"
+    assert "x@other" not in merchant_client.get("/admin/review?status=all").get_data(as_text=True)
