@@ -43,6 +43,18 @@ def start_onboarding(merchant_id: int, partner_id: int) -> dict[str, Any]:
     returned to the caller and neither logged nor stored.
     """
     partner, _ = get_program_partner(merchant_id, partner_id)
+    return _onboard(partner)
+
+
+def start_partner_onboarding(partner_id: int) -> dict[str, Any]:
+    """The portal's "Connect payouts" button: the same, for the signed-in partner. Commits."""
+    partner = db.session.get(Partner, partner_id)
+    if partner is None:
+        raise exc.PayoutNotFound("No such partner.")
+    return _onboard(partner)
+
+
+def _onboard(partner: Partner) -> dict[str, Any]:
     gw = _stripe()
     base = current_app.config["BASE_URL"]
     try:

@@ -189,3 +189,20 @@ def test_settings_and_the_weekly_schedule(client, shop, fake):
     clock.freeze(None)
     [p] = client.get("/api/v1/payouts", headers=headers).get_json()["items"]
     assert p["amount"] == "25.00" and p["status"] == "paid"
+
+
+def test_portal_onboarding_for_the_partner_itself(papp, shop, fake):
+    from partnernet.payouts.connect import start_partner_onboarding
+
+    partner = make_partner(shop.merchant.id)
+    first = start_partner_onboarding(partner.id)
+    # the account creation is keyed by partner: a lost answer then a retry keeps one account
+    fake.fail_next("POST /v1/account_links", "500")
+    from partnernet.payouts.exceptions import StripeUnavailable
+
+    with pytest.raises(StripeUnavailable):
+        start_partner_onboarding(partner.id)
+    second = start_partner_onboarding(partner.id)
+    assert first["account_id"] == second["account_id"] and len(fake.accounts) == 1
+    keys = [h.get("idempotency-key") for m, p, h in fake.requests if p == "/v1/accounts"]
+    assert keys == [f"partner-account-{partner.id}"]
