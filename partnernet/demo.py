@@ -171,6 +171,10 @@ def seed(say: Callable[[str], None] = print, seed_value: int | None = None) -> d
     say(f"traffic: {clicks} clicks, {conversions} conversions over {DAYS} days"
         + (f" ({refused} postbacks refused)" if refused else ""))
 
+    from partnernet.links.tasks import flush_clicks
+
+    while flush_clicks().get("flushed"):  # with Redis, clicks wait in its buffer: store them now
+        pass
     say(_settle(n_id))
     from partnernet.reports.rollup import run_rollup
 
