@@ -219,3 +219,52 @@ def test_redis_flushed_while_payouts_are_queued_the_sweeper_requeues(private_red
             assert len(fake.transfers_for(p.id)) == 1
         assert _retry_later()["enqueued"] == 0
         assert_ledger_consistent(fake)
+
+
+def test_rq_worker_killed_mid_transfer_then_the_sweeper_finishes(private_redis, fake, app_factory,
+                                                                 database_url):
+    """The same with the production runner: ``partnernet worker --burst`` SIGKILLed while
+    Stripe holds the answer to a transfer it has made."""
+    from rq import SimpleWorker
+
+    from partnernet import jobs
+    from partnernet.payouts.services import create_run
+
+    app = app_factory(redis_url=private_redis, JOBS_INLINE=False, **stripe_config(fake.url))
+    with app.app_context():
+        shop = make_merchant()
+        partner = make_partner(shop.merchant.id)
+        onboard(partner, fake)
+        approved_commission(shop.merchant.id, partner.id, make_offer(shop.merchant.id).id, 4321 * 2)
+        create_run(shop.merchant.id)
+        [p] = payouts()
+        assert p.status == "queued" and jobs.queue("payouts").count == 1
+
+        fake.fail_next("POST /v1/transfers", "hang_after_commit")
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": private_redis,
+               "PARTNERNET_QUEUE_PREFIX": app.config["RQ_QUEUE_PREFIX"],
+               "PARTNERNET_REDIS_PREFIX": app.config["REDIS_KEY_PREFIX"],
+               "STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_API_BASE": fake.url,
+               "STRIPE_WEBHOOK_SECRET": "whsec_x", "STRIPE_MAX_NETWORK_RETRIES": "0",
+               "STRIPE_TIMEOUT_SECONDS": "120", "SECRET_KEY": "k" * 40, "PYTHONPATH": str(ROOT)}
+        worker = subprocess.Popen([str(Path(sys.executable).parent / "partnernet"), "worker", "--burst"],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert _wait_for(lambda: len(fake.transfers_for(p.id)) == 1, 30)
+            os.kill(worker.pid, signal.SIGKILL)
+            assert worker.wait(10) == -signal.SIGKILL
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+            worker.stderr.close()
+        fake.release()
+        p = payout(p.id)
+        assert p.status == "processing" and p.transfer_id is None and p.attempts == 1
+
+        assert _retry_later()["enqueued"] == 1
+        SimpleWorker([jobs.queue("payouts")], connection=jobs.redis_connection()).work(burst=True)
+
+        p = payout(p.id)
+        assert p.status == "paid" and [t["id"] for t in fake.transfers_for(p.id)] == [p.transfer_id]
+        assert_ledger_consistent(fake)
