@@ -358,8 +358,8 @@ def _insert_once(conversion: Conversion) -> bool:
 
 def _has_postback_url(commission: Commission) -> bool:
     """Whether the partner wants postbacks (so no job is queued for the many who do not)."""
-    return bool(db.session.scalar(select(Partner.postback_url).where(
-        Partner.id == commission.partner_id)))
+    partner = db.session.get(Partner, commission.partner_id)  # the engine has loaded it
+    return bool(partner is not None and partner.postback_url)
 
 
 def find_conversion(merchant_id: int, event: str, order_id: str, *,
