@@ -172,3 +172,11 @@ def payouts_service() -> Any:
     except ImportError:
         return None
     return payouts if hasattr(payouts, "payouts_query") else None
+
+
+def recent_runs(merchant_id: int, limit: int = 5) -> list[Any]:
+    """The merchant's latest payout runs."""
+    from partnernet.payouts.models import PayoutRun
+
+    return list(db.session.scalars(select(PayoutRun).where(PayoutRun.merchant_id == merchant_id)
+                                   .order_by(PayoutRun.id.desc()).limit(limit)))

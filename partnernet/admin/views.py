@@ -393,11 +393,95 @@ def review_queue() -> Any:
 @bp.get("/payouts")
 @merchant_required
 def payouts_list() -> Any:
+    """Payouts and their transfer status, recent runs, the payout button and the manual CSV."""
     payouts = services.payouts_service()
-    page = paginate(payouts.payouts_query(mid())) if payouts else None
+    page = paginate(payouts.payouts_query(mid(), status=request.args.get("status") or None)) \
+        if payouts else None
     ids = {p.partner_id for p in page.items} if page else set()
-    return render_template("admin/payouts.html", page=page, fmt=format_amount,
-                           partner_names=services.names(Partner, ids))
+    runs = services.recent_runs(mid()) if payouts else []
+    return render_template("admin/payouts.html", page=page, fmt=format_amount, runs=runs,
+                           confirm=ConfirmForm(), partner_names=services.names(Partner, ids))
+
+
+@bp.post("/payouts/run")
+@merchant_required
+def payouts_run() -> Any:
+    """Pay every partner whose available balance reaches the minimum (one payout each)."""
+    payouts = services.payouts_service()
+    if payouts is None or not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        run = payouts.create_run(mid(), created_by_id=current_user.id, trigger="panel")
+    except PartnernetError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("admin.payouts_list"))
+    made = len(payouts.run_payouts(run.id))
+    flash(f"Payout run #{run.id}: {made} payout{'s' if made != 1 else ''} created, "
+          f"{len(run.skipped or [])} partner{'s' if len(run.skipped or []) != 1 else ''} skipped"
+          + (" — it needs a second approver." if run.status != "approved" else "."), "ok")
+    return redirect(url_for("admin.payouts_list"))
+
+
+@bp.post("/payouts/runs/<int:run_id>/approve")
+@merchant_required
+def payouts_run_approve(run_id: int) -> Any:
+    """The second approval of a large run (four eyes)."""
+    payouts = services.payouts_service()
+    if payouts is None or not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        payouts.approve_run(mid(), run_id, current_user.id)
+        flash(f"Run #{run_id} approved.", "ok")
+    except PartnernetError as exc:
+        if exc.status_code == 404:
+            raise
+        db.session.rollback()
+        flash(exc.message, "error")
+    return redirect(url_for("admin.payouts_list"))
+
+
+@bp.post("/payouts/<int:payout_id>/manual")
+@merchant_required
+def payout_manual(payout_id: int) -> Any:
+    """Record a manual payout as paid (with the bank's reference) or as failed."""
+    payouts = services.payouts_service()
+    if payouts is None or not ConfirmForm().validate_on_submit():
+        abort(400)
+    outcome = request.form.get("outcome")
+    note = (request.form.get("note") or "").strip()
+    try:
+        if outcome == "paid" and note:
+            payouts.mark_manual_paid(mid(), payout_id, note, current_user.id)
+        elif outcome == "failed" and note:
+            payouts.fail_manual(mid(), payout_id, note)
+        else:
+            payouts.get_payout(mid(), payout_id)
+            flash("Give the payment reference (paid) or the reason (failed).", "error")
+            return redirect(url_for("admin.payouts_list"))
+    except PartnernetError as exc:
+        if exc.status_code == 404:
+            raise
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("admin.payouts_list"))
+    flash(f"Payout #{payout_id} marked {outcome}.", "ok")
+    return redirect(url_for("admin.payouts_list"))
+
+
+@bp.get("/payouts/manual.csv")
+@merchant_required
+def payouts_csv() -> Any:
+    """The queued manual payouts as a bulk-payment CSV (PayPal or Wise)."""
+    payouts = services.payouts_service()
+    if payouts is None:
+        abort(404)
+    fmt = request.args.get("format", "paypal")
+    if fmt not in payouts.CSV_FORMATS:
+        abort(400)
+    return current_app.response_class(
+        payouts.export_manual_csv(mid(), fmt), mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=payouts-{fmt}.csv"})
 
 
 @bp.get("/reports")

@@ -185,7 +185,32 @@ def commissions() -> Any:
 @bp.get("/payouts")
 @partner_required
 def payouts() -> Any:
+    """Payout history, and "Connect payouts" (Stripe onboarding) when Stripe is configured."""
+    from partnernet.payouts.gateway import stripe_enabled
+
     stmt = services.payouts_query(pid())
     page = paginate(stmt) if stmt is not None else None
     merchants = names(Merchant, {p.merchant_id for p in page.items}) if page else {}
-    return render_template("portal/payouts.html", page=page, fmt=format_amount, merchants=merchants)
+    partner = db.session.get(Partner, pid())
+    return render_template("portal/payouts.html", page=page, fmt=format_amount, merchants=merchants,
+                           partner=partner, stripe=stripe_enabled(), connect=ApplyForm(),
+                           connected=request.args.get("connected"))
+
+
+@bp.route("/payouts/connect", methods=["GET", "POST"])
+@partner_required
+def payouts_connect() -> Any:
+    """Start (or resume) Stripe onboarding: a fresh Account Link, never stored nor logged."""
+    from partnernet.payouts.connect import start_partner_onboarding
+
+    if request.method == "GET":  # Stripe's refresh_url: back to the button (a GET changes nothing)
+        return redirect(url_for("portal.payouts"))
+    if not ApplyForm().validate_on_submit():
+        abort(400)
+    try:
+        link = start_partner_onboarding(pid())
+    except PartnernetError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("portal.payouts"))
+    return redirect(link["url"])

@@ -313,3 +313,49 @@ def test_review_queue_bulk_decisions_with_reason_and_isolation(merchant_client: 
     db.session.expire_all()
     assert theirs.status == "held"
     assert "x@other" not in merchant_client.get("/admin/review?status=all").get_data(as_text=True)
+
+
+def test_payout_run_manual_csv_and_mark_paid(merchant_client: Any, shop: Any, app: Any) -> None:
+    from flask import current_app
+
+    from partnernet.commissions.services import approve_matured
+    from partnernet.payouts.models import Payout
+
+    offer = make_offer(shop.merchant.id, hold_days=0,
+                       plans=[{"event": "sale", "type": "cps", "percent": "50"}])
+    partner = make_partner(shop.merchant.id, name="Paid Partner")
+    from datetime import timedelta
+
+    from partnernet import clock
+
+    click = make_click_row(offer, partner.id, at=clock.now() - timedelta(hours=2))
+    answer = current_app.test_client().post("/postback", data={
+        "token": shop.postback_token, "click_id": click.id, "order_id": "P-1", "amount": "300.00"})
+    assert answer.status_code == 200
+    clock.freeze(clock.now() + timedelta(seconds=5))
+    approve_matured()
+    clock.freeze(None)
+    ran = merchant_client.post("/admin/payouts/run")
+    assert ran.status_code == 302, merchant_client.get("/admin/payouts").get_data(as_text=True)
+    payout = db.session.scalar(select(Payout))
+    assert (payout.partner_id, payout.amount_minor, payout.rail, payout.status) == \
+        (partner.id, 15000, "manual", "queued")
+    page = merchant_client.get("/admin/payouts").get_data(as_text=True)
+    assert "Paid Partner" in page and "150.00 USD" in page and "1 payout created" in page
+    csv_text = merchant_client.get("/admin/payouts/manual.csv?format=paypal").get_data(as_text=True)
+    assert "150.00" in csv_text and partner.email in csv_text
+    assert merchant_client.post(f"/admin/payouts/{payout.id}/manual", data={"outcome": "paid",
+                                                                            "note": ""}).status_code == 302
+    db.session.expire_all()
+    assert payout.status == "queued"  # a reference is required
+    merchant_client.post(f"/admin/payouts/{payout.id}/manual", data={"outcome": "paid", "note": "BANK-77"})
+    db.session.expire_all()
+    assert (payout.status, payout.manual_reference) == ("paid", "BANK-77")
+
+    other = make_merchant("Other", password=PASSWORD)
+    fresh_visitor(app)
+    other_client = app.test_client()
+    login(other_client, other.owner.email)
+    assert other_client.post(f"/admin/payouts/{payout.id}/manual",
+                             data={"outcome": "failed", "note": "x"}).status_code == 404
+    assert "Paid Partner" not in other_client.get("/admin/payouts").get_data(as_text=True)

@@ -114,3 +114,13 @@ def test_sign_up_cannot_take_over_an_existing_partner_account(app: Any) -> None:
     assert client.get("/portal/").status_code == 302  # not logged in as the victim
     assert db.session.scalars(select(Membership.merchant_id).where(
         Membership.partner_id == victim.id)).all() == [first.merchant.id]
+
+
+def test_payouts_page_without_stripe_offers_no_connect_button(app: Any) -> None:
+    shop = make_merchant("Acme")
+    make_partner(shop.merchant.id, email="me@p.example", password=PASSWORD)
+    client = visitor(app)
+    client.post("/login", data={"email": "me@p.example", "password": PASSWORD})
+    page = client.get("/portal/payouts").get_data(as_text=True)
+    assert "By bank transfer" in page and "Connect payouts" not in page
+    assert client.get("/portal/payouts/connect").headers["Location"].endswith("/portal/payouts")
