@@ -180,3 +180,30 @@ def recent_runs(merchant_id: int, limit: int = 5) -> list[Any]:
 
     return list(db.session.scalars(select(PayoutRun).where(PayoutRun.merchant_id == merchant_id)
                                    .order_by(PayoutRun.id.desc()).limit(limit)))
+
+
+def fraud_patch(form: Any, rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The fraud settings change a rules form asks for (validated by the commissions service)."""
+    patch: dict[str, Any] = {"rules": {}}
+    for name, conf in rules.items():
+        rule: dict[str, Any] = {"enabled": form.get(f"{name}-enabled") == "on"}
+        if form.get(f"{name}-mode"):
+            rule["mode"] = form.get(f"{name}-mode")
+        if form.get(f"{name}-action") and conf.get("action") != "auto":
+            rule["action"] = form.get(f"{name}-action")
+        if conf.get("threshold") is not None and form.get(f"{name}-threshold") is not None:
+            rule["threshold"] = form.get(f"{name}-threshold", "").strip() or "0"
+        patch["rules"][name] = rule
+    patch["ip_blocklist"] = [line.strip() for line in (form.get("ip_blocklist") or "").splitlines()
+                             if line.strip()]
+    return patch
+
+
+def payout_settings_input(form: Any) -> dict[str, Any]:
+    """The payouts settings body from the form (blank threshold or weekday: none)."""
+    data: dict[str, Any] = {"min_payout": (form.get("min_payout") or "").strip(),
+                            "approval_threshold": (form.get("approval_threshold") or "").strip() or None,
+                            "rail": form.get("rail") or "auto"}
+    weekday = (form.get("weekday") or "").strip()
+    data["schedule"] = {"weekday": weekday, "hour": (form.get("hour") or "9").strip()} if weekday else None
+    return data

@@ -529,3 +529,48 @@ def settings() -> Any:
     return render_template("admin/settings.html", confirm=confirm, key_form=key_form, shown=shown,
                            keys=services.api_keys(mid()), snippet=snippet, base=base,
                            join_url=base + url_for("portal.join", merchant_id=mid())), status
+
+
+@bp.route("/settings/rules", methods=["GET", "POST"])
+@merchant_required
+def rules() -> Any:
+    """Fraud rules and thresholds, IP block list, payout minimum, four eyes and weekly schedule."""
+    from partnernet.commissions import services as commissions
+    from partnernet.commissions.fraud import ACTIONS, MODES
+    from partnernet.payouts import services as payouts
+    from partnernet.payouts.schemas import SettingsIn
+
+    confirm = ConfirmForm()
+    merchant = db.session.get(Merchant, mid())
+    fraud_view = commissions.fraud_settings_view(mid())
+    payout_view = payouts.payout_settings_view(merchant)  # type: ignore[arg-type]
+    errors: dict[str, str] = {}
+    form = request.form if request.method == "POST" else None
+    status = 200
+    if request.method == "POST":
+        if not confirm.validate_on_submit():
+            abort(400)
+        if request.form.get("section") == "fraud":
+            patch = services.fraud_patch(request.form, fraud_view["rules"])
+            try:
+                commissions.update_fraud_settings(mid(), patch)
+                flash("Fraud rules saved.", "ok")
+                return redirect(url_for("admin.rules"))
+            except PartnernetError as exc:
+                db.session.rollback()
+                errors["fraud"] = exc.message
+        elif request.form.get("section") == "payouts":
+            try:
+                data = SettingsIn().load(services.payout_settings_input(request.form))
+                payouts.update_payout_settings(mid(), data)
+                flash("Payout settings saved.", "ok")
+                return redirect(url_for("admin.rules"))
+            except ValidationError as exc:
+                msgs = exc.messages if isinstance(exc.messages, dict) else {}
+                errors.update({k: " ".join(_flat(v)) for k, v in msgs.items()})
+            except MoneyError as exc:
+                db.session.rollback()
+                errors["min_payout"] = exc.message
+        status = 400
+    return render_template("admin/rules.html", confirm=confirm, fraud=fraud_view, payout=payout_view,
+                           errors=errors, form=form, actions=ACTIONS, modes=MODES), status

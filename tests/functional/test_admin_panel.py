@@ -210,7 +210,7 @@ def test_every_admin_page_renders(merchant_client: Any, shop: Any) -> None:
     for path in ("/admin/", "/admin/offers", "/admin/offers/new", f"/admin/offers/{offer.id}",
                  "/admin/partners", f"/admin/partners/{partner.id}", "/admin/links", "/admin/conversions",
                  "/admin/conversions?order_id=A1", "/admin/review", "/admin/payouts", "/admin/reports",
-                 "/admin/reports?group_by=partner", "/admin/settings"):
+                 "/admin/reports?group_by=partner", "/admin/settings", "/admin/settings/rules"):
         answer = merchant_client.get(path)
         assert answer.status_code == 200, path
         assert 'aria-label="Admin sections"' in answer.get_data(as_text=True)
@@ -359,3 +359,44 @@ def test_payout_run_manual_csv_and_mark_paid(merchant_client: Any, shop: Any, ap
     assert other_client.post(f"/admin/payouts/{payout.id}/manual",
                              data={"outcome": "failed", "note": "x"}).status_code == 404
     assert "Paid Partner" not in other_client.get("/admin/payouts").get_data(as_text=True)
+
+
+def test_fraud_rules_blocklist_and_payout_settings(merchant_client: Any, shop: Any) -> None:
+    from partnernet.accounts.models import Merchant
+    from partnernet.commissions.fraud import DEFAULT_RULES
+
+    page = merchant_client.get("/admin/settings/rules").get_data(as_text=True)
+    assert "fast conversion" in page and "seconds between click and conversion" in page
+    form: dict[str, str] = {"section": "fraud", "ip_blocklist": "203.0.113.0/24\n198.51.100.9"}
+    for name, conf in DEFAULT_RULES.items():
+        form[f"{name}-enabled"] = "on"
+        form[f"{name}-mode"] = "active"
+        if conf["action"] != "auto":
+            form[f"{name}-action"] = conf["action"]
+        if conf["threshold"] is not None:
+            form[f"{name}-threshold"] = str(conf["threshold"])
+    form["fast_conversion-threshold"] = "30"
+    form.pop("paid_ads-enabled")
+    assert merchant_client.post("/admin/settings/rules", data=form).status_code == 302
+    merchant = db.session.get(Merchant, shop.merchant.id)
+    db.session.refresh(merchant)
+    assert merchant.ip_blocklist == ["203.0.113.0/24", "198.51.100.9/32"]
+    assert str(merchant.fraud_settings["rules"]["fast_conversion"]["threshold"]) == "30"
+    assert merchant.fraud_settings["rules"]["paid_ads"]["enabled"] is False
+
+    bad = merchant_client.post("/admin/settings/rules", data={**form, "ip_blocklist": "not-an-ip"})
+    assert bad.status_code == 400 and 'id="fraud-err"' in bad.get_data(as_text=True)
+    assert "not-an-ip" in bad.get_data(as_text=True)  # what was typed stays
+
+    ok = merchant_client.post("/admin/settings/rules", data={
+        "section": "payouts", "min_payout": "25.00", "approval_threshold": "", "weekday": "4",
+        "hour": "10", "rail": "auto"})
+    assert ok.status_code == 302
+    db.session.refresh(merchant)
+    assert merchant.min_payout_minor == 2500
+    assert merchant.payout_settings["schedule"] == {"weekday": 4, "hour": 10}
+    wrong = merchant_client.post("/admin/settings/rules", data={
+        "section": "payouts", "min_payout": "12.345", "weekday": "", "hour": "9", "rail": "auto"})
+    assert wrong.status_code == 400
+    text = wrong.get_data(as_text=True)
+    assert 'id="min_payout-err"' in text and 'value="12.345"' in text
