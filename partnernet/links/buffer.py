@@ -301,11 +301,24 @@ def buffer_length() -> int | None:
 # -- the flush --------------------------------------------------------------------------
 
 def _copy_rows(rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL: COPY into a per-connection staging table, then one INSERT ... SELECT."""
+    """PostgreSQL: COPY straight into clicks; if some ids are already there (a rerun after a
+    flush died between commit and stream delete), COPY into a staging table and
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
+    import psycopg
+
     conn = db.session.connection()
     raw = conn.connection.driver_connection
     cols = ", ".join(COLUMNS)
     with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute("SAVEPOINT click_copy")
+        try:
+            with cur.copy(f"COPY clicks ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in COLUMNS])
+            cur.execute("RELEASE SAVEPOINT click_copy")
+            return
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT click_copy")
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS clicks_stage "
                     "(LIKE clicks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY clicks_stage ({cols}) FROM STDIN") as copy:
