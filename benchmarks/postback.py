@@ -4,7 +4,7 @@
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/postback.py
 
 It creates a database of its own on the server (dropped at the end), seeds a merchant,
-an offer, a partner, a link and clicks, starts ``gunicorn wsgi:app`` once, then drives
+an offer, 50 partners with a link and clicks each, starts ``gunicorn wsgi:app`` once, then drives
 three phases of equal length with the same client processes:
 
 1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
@@ -24,6 +24,7 @@ import argparse
 import http.client
 import multiprocessing as mp
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -97,8 +98,8 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
     return rate, totals
 
 
-def seed(url: str, clicks: int) -> dict[str, object]:
-    """Schema and data: a merchant, an offer (10 % cps), a partner, a link, clicks."""
+def seed(url: str, clicks: int, partners: int = 50) -> dict[str, object]:
+    """Schema and data: a merchant, an offer (10 % cps), partners, their links and clicks."""
     from datetime import timedelta
 
     from partnernet import clock, dbsetup, tokens
@@ -118,18 +119,27 @@ def seed(url: str, clicks: int) -> dict[str, object]:
         offer = create_offer(shop.merchant.id, OfferIn().load({
             "name": "Bench", "landing_url": "https://shop.example/landing",
             "plans": [{"event": "sale", "type": "cps", "percent": "10"}]}))
-        partner, _ = create_partner(shop.merchant.id, email="bench@partner.example", name="Bench")
-        link = Link(code=tokens.new_code(10), merchant_id=shop.merchant.id, offer_id=offer.id,
-                    partner_id=partner.id, status="active")
-        db.session.add(link)
-        db.session.flush()
         now = clock.now()
-        ids = [tokens.new_click_id() for _ in range(clicks)]
-        db.session.add_all(Click(id=cid, link_id=link.id, merchant_id=shop.merchant.id,
-                                 offer_id=offer.id, partner_id=partner.id,
-                                 created_at=now - timedelta(minutes=i)) for i, cid in enumerate(ids))
+        ids: list[str] = []
+        code = ""
+        # Many partners, as in a real program: per-partner work (tiers, caps) stays realistic.
+        for p in range(partners):
+            partner, _ = create_partner(shop.merchant.id, email=f"bench{p}@partner.example",
+                                        name=f"Bench {p}")
+            link = Link(code=tokens.new_code(10), merchant_id=shop.merchant.id, offer_id=offer.id,
+                        partner_id=partner.id, status="active")
+            db.session.add(link)
+            db.session.flush()
+            code = code or link.code
+            batch = [tokens.new_click_id() for _ in range(clicks // partners)]
+            ids.extend(batch)
+            db.session.add_all(Click(id=cid, link_id=link.id, merchant_id=shop.merchant.id,
+                                     offer_id=offer.id, partner_id=partner.id,
+                                     created_at=now - timedelta(minutes=30 + i))
+                               for i, cid in enumerate(batch))
         db.session.commit()
-        data = {"token": shop.postback_token, "code": link.code, "click_ids": ids}
+        random.Random(7).shuffle(ids)  # consecutive orders go to different partners
+        data = {"token": shop.postback_token, "code": code, "click_ids": ids}
         db.engine.dispose()
     return data
 
