@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import URL, DataRequired, Email, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from partnernet.accounts.models import CHANNEL_TYPES
 from partnernet.admin.forms import choices
@@ -36,4 +36,4 @@ class LinkForm(FlaskForm):
 
 
 class PostbackUrlForm(FlaskForm):
-    postback_url = StringField("Postback URL template", validators=[Optional(), URL(), Length(max=2000)])
+    postback_url = StringField("Postback URL template", validators=[Optional(), Length(max=2000)])

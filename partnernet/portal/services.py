@@ -103,3 +103,43 @@ def payouts_query(partner_id: int) -> Any:
     if payout is None:
         return None
     return select(payout).where(payout.partner_id == partner_id).order_by(payout.id.desc())
+
+
+def set_postback_url(partner_id: int, url: str | None) -> None:
+    """The partner's own outgoing postback URL template (None: no postbacks). Commits."""
+    from partnernet.accounts.models import Partner
+
+    partner = db.session.get(Partner, partner_id)
+    assert partner is not None
+    partner.postback_url = url or None
+    db.session.commit()
+
+
+def partner_api_keys(partner_id: int) -> list[Any]:
+    """The partner's API keys (prefixes only), newest first."""
+    from partnernet.accounts.models import ApiKey
+
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.partner_id == partner_id)
+                                   .order_by(ApiKey.id.desc())))
+
+
+def create_partner_api_key(partner_id: int, name: str) -> str:
+    """A key for the partner's own reporting API calls; returned once. Commits."""
+    from partnernet.accounts.services import issue_api_key
+
+    key = issue_api_key(partner_id=partner_id, name=name)
+    db.session.commit()
+    return key
+
+
+def revoke_partner_api_key(partner_id: int, key_id: int) -> bool:
+    """Revoke one of the partner's own keys; False when it is not theirs. Commits."""
+    from partnernet import clock
+    from partnernet.accounts.models import ApiKey
+
+    row = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.partner_id == partner_id))
+    if row is None:
+        return False
+    row.revoked_at = clock.now()
+    db.session.commit()
+    return True

@@ -21,7 +21,7 @@ from partnernet.links import services as links
 from partnernet.money import format_amount
 from partnernet.offers.models import Offer
 from partnernet.portal import services
-from partnernet.portal.forms import ApplyForm, LinkForm, SignupForm
+from partnernet.portal.forms import ApplyForm, LinkForm, PostbackUrlForm, SignupForm
 from partnernet.reports.rollup import Scope
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
@@ -214,3 +214,61 @@ def payouts_connect() -> Any:
         flash(exc.message, "error")
         return redirect(url_for("portal.payouts"))
     return redirect(link["url"])
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@partner_required
+def settings() -> Any:
+    """Outgoing postback URL with "send test" and the delivery log; API keys for own reporting."""
+    from marshmallow import ValidationError
+
+    from partnernet.accounts.schemas import PartnerPatch
+    from partnernet.conversions import outgoing
+
+    form, confirm = PostbackUrlForm(), ApplyForm()
+    partner = db.session.get(Partner, pid())
+    assert partner is not None
+    shown_key = None
+    status = 200
+    action = request.form.get("action")
+    if request.method == "POST":
+        if action == "postback" and form.validate_on_submit():
+            try:
+                data = PartnerPatch(only=("postback_url",)).load(
+                    {"postback_url": (form.postback_url.data or "").strip() or None})
+            except ValidationError as exc:
+                msgs = exc.messages if isinstance(exc.messages, dict) else {}
+                form.postback_url.errors = list(form.postback_url.errors) + [
+                    str(m) for m in msgs.get("postback_url", ["Not a valid URL."])]
+                status = 400
+            else:
+                services.set_postback_url(pid(), data["postback_url"])
+                flash("Postback URL saved.", "ok")
+                return redirect(url_for("portal.settings"))
+        elif action == "test" and confirm.validate_on_submit():
+            try:
+                delivery = outgoing.send_test(pid())
+                flash(f"Test postback: {delivery.status}"
+                      + (f" (HTTP {delivery.last_http_status})" if delivery.last_http_status else "")
+                      + (f" — {delivery.last_error}" if delivery.last_error else ""),
+                      "ok" if delivery.status == "delivered" else "error")
+            except PartnernetError as exc:
+                db.session.rollback()
+                flash(exc.message, "error")
+            return redirect(url_for("portal.settings"))
+        elif action == "new_key" and confirm.validate_on_submit():
+            shown_key = services.create_partner_api_key(pid(), "portal")
+            flash("New API key: copy it now, it is shown once.", "ok")
+        elif action == "revoke" and confirm.validate_on_submit():
+            if not services.revoke_partner_api_key(pid(), request.form.get("key_id", 0, type=int)):
+                abort(404)
+            flash("API key revoked.", "ok")
+            return redirect(url_for("portal.settings"))
+        else:
+            status = 400
+    elif partner.postback_url:
+        form.postback_url.data = partner.postback_url
+    deliveries = paginate(outgoing.deliveries_query(partner_id=pid()))
+    return render_template("portal/settings.html", form=form, confirm=confirm, partner=partner,
+                           deliveries=deliveries, keys=services.partner_api_keys(pid()),
+                           shown_key=shown_key), status

@@ -94,7 +94,7 @@ def test_partner_sees_only_its_own_links_and_never_the_admin(app: Any) -> None:
     page = client.get("/portal/links").get_data(as_text=True)
     assert mine.code in page and theirs.code not in page
     assert client.get("/admin/").headers["Location"].endswith("/portal/")
-    for path in ("/portal/", "/portal/offers", "/portal/commissions", "/portal/payouts"):
+    for path in ("/portal/", "/portal/offers", "/portal/commissions", "/portal/payouts", "/portal/settings"):
         assert client.get(path).status_code == 200, path
 
 
@@ -124,3 +124,35 @@ def test_payouts_page_without_stripe_offers_no_connect_button(app: Any) -> None:
     page = client.get("/portal/payouts").get_data(as_text=True)
     assert "By bank transfer" in page and "Connect payouts" not in page
     assert client.get("/portal/payouts/connect").headers["Location"].endswith("/portal/payouts")
+
+
+def test_postback_url_send_test_delivery_log_and_api_keys(app: Any) -> None:
+    shop = make_merchant("Acme")
+    me = make_partner(shop.merchant.id, email="me@p.example", password=PASSWORD)
+    client = visitor(app)
+    client.post("/login", data={"email": "me@p.example", "password": PASSWORD})
+    bad = client.post("/portal/settings", data={"action": "postback", "postback_url": "javascript:alert(1)"})
+    assert bad.status_code == 400
+    assert 'id="postback_url-err"' in bad.get_data(as_text=True)
+    assert 'value="javascript:alert(1)"' in bad.get_data(as_text=True)
+    template = "http://127.0.0.1:9/pb?cid={click_id}&c={commission}"
+    assert client.post("/portal/settings", data={"action": "postback",
+                                                  "postback_url": template}).status_code == 302
+    db.session.refresh(me)
+    assert me.postback_url == template
+    client.post("/portal/settings", data={"action": "test"})  # nothing listens on port 9
+    page = client.get("/portal/settings").get_data(as_text=True)
+    assert "Test postback: failed" in page and "http://127.0.0.1:9/pb?cid=" in page
+
+    created = client.post("/portal/settings", data={"action": "new_key"}).get_data(as_text=True)
+    key = created.split('<code class="secret">')[1].split("<")[0]
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/reports", headers=headers).status_code == 200
+    from partnernet.accounts.models import ApiKey
+
+    row = db.session.scalar(select(ApiKey).where(ApiKey.partner_id == me.id))
+    merchant_key = db.session.scalar(select(ApiKey).where(ApiKey.merchant_id == shop.merchant.id))
+    assert client.post("/portal/settings", data={"action": "revoke",
+                                                 "key_id": merchant_key.id}).status_code == 404
+    client.post("/portal/settings", data={"action": "revoke", "key_id": row.id})
+    assert client.get("/api/v1/reports", headers=headers).status_code == 401
