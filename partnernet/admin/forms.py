@@ -121,6 +121,12 @@ class OverrideForm(FlaskForm):
     rate = StringField("Rate (% for CPS, amount otherwise)", validators=[DataRequired()])
 
 
+class CouponForm(FlaskForm):
+    partner_id = SelectField("Partner", coerce=int)
+    offer_id = SelectField("Offer", coerce=int)
+    code = StringField("Code", validators=[DataRequired(), Length(min=2, max=64)])
+
+
 class ApiKeyForm(FlaskForm):
     name = StringField("Key name", default="default", validators=[DataRequired(), Length(max=100)])
 

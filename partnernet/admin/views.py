@@ -16,6 +16,7 @@ from partnernet.admin.forms import (
     ApiKeyForm,
     ChannelForm,
     ConfirmForm,
+    CouponForm,
     InviteForm,
     OfferForm,
     OverrideForm,
@@ -29,7 +30,7 @@ from partnernet.extensions import db
 from partnernet.links import services as links
 from partnernet.money import MoneyError, format_amount, format_percent
 from partnernet.offers import services as offers
-from partnernet.offers.models import Offer, PlanOverride
+from partnernet.offers.models import Membership, Offer, PlanOverride
 from partnernet.offers.schemas import OfferIn, OverrideIn
 from partnernet.reports.rollup import Scope
 
@@ -322,16 +323,56 @@ def partner_detail(partner_id: int) -> Any:
 
 # -- links and coupons -------------------------------------------------------------------
 
-@bp.get("/links")
+@bp.route("/links", methods=["GET", "POST"])
 @merchant_required
 def links_list() -> Any:
+    """The program's tracking links and coupon codes; give a partner a coupon code."""
+    coupon = CouponForm(prefix="coupon")
+    offer_rows = list(db.session.scalars(offers.offers_query(mid())))
+    partner_rows = db.session.execute(db.select(Partner.id, Partner.name).join(
+        Membership, Membership.partner_id == Partner.id).where(
+        Membership.merchant_id == mid(), Membership.offer_id.is_(None),
+        Membership.status == "approved").order_by(Partner.name)).all()
+    coupon.offer_id.choices = choices((o.id, o.name) for o in offer_rows)
+    coupon.partner_id.choices = choices((p.id, p.name) for p in partner_rows)
+    status = 200
+    if request.method == "POST":
+        if coupon.validate_on_submit():
+            try:
+                made = links.create_coupon(mid(), {"offer_id": coupon.offer_id.data,
+                                                   "partner_id": coupon.partner_id.data,
+                                                   "code": coupon.code.data or ""})
+                flash(f"Coupon {made.code} created.", "ok")
+                return redirect(url_for("admin.links_list"))
+            except PartnernetError as exc:
+                db.session.rollback()
+                target = coupon.code if exc.status_code == 409 else coupon.partner_id
+                target.errors = list(target.errors) + [exc.message]
+        status = 400
     page = paginate(links.links_query(mid()))
     coupons = paginate(links.coupons_query(mid()))
     ids = {r.partner_id for r in page.items} | {c.partner_id for c in coupons.items}
     offer_ids = {r.offer_id for r in page.items} | {c.offer_id for c in coupons.items}
     return render_template("admin/links.html", page=page, coupons=coupons, link_url=links.link_url,
-                           partner_names=services.names(Partner, ids),
-                           offer_names=services.names(Offer, offer_ids))
+                           coupon=coupon, partner_names=services.names(Partner, ids),
+                           offer_names=services.names(Offer, offer_ids)), status
+
+
+@bp.post("/links/<int:link_id>/status")
+@merchant_required
+def link_status(link_id: int) -> Any:
+    """Disable a link (its redirect stops within seconds) or enable it again."""
+    status = request.form.get("status", "")
+    links.get_link(mid(), link_id)
+    if not ConfirmForm().validate_on_submit() or status not in ("active", "disabled"):
+        abort(400)
+    try:
+        links.set_link_status(mid(), link_id, status)
+        flash(f"Link {status}.", "ok")
+    except PartnernetError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    return redirect(url_for("admin.links_list"))
 
 
 # -- conversions and the raw postback log -------------------------------------------------

@@ -400,3 +400,26 @@ def test_fraud_rules_blocklist_and_payout_settings(merchant_client: Any, shop: A
     assert wrong.status_code == 400
     text = wrong.get_data(as_text=True)
     assert 'id="min_payout-err"' in text and 'value="12.345"' in text
+
+
+def test_coupon_codes_and_link_disable(merchant_client: Any, shop: Any, app: Any) -> None:
+    from partnernet.links.models import Coupon, Link
+    from partnernet.links.services import create_link
+
+    offer = make_offer(shop.merchant.id)
+    partner = make_partner(shop.merchant.id, name="Coupon Cat")
+    made = merchant_client.post("/admin/links", data={"coupon-partner_id": partner.id,
+                                                      "coupon-offer_id": offer.id, "coupon-code": "Cat10"})
+    assert made.status_code == 302
+    assert db.session.scalar(select(Coupon.code_normalized)) == "CAT10"
+    taken = merchant_client.post("/admin/links", data={"coupon-partner_id": partner.id,
+                                                       "coupon-offer_id": offer.id, "coupon-code": "cat10"})
+    assert taken.status_code == 400
+    assert 'id="coupon-code-err"' in taken.get_data(as_text=True)
+    assert 'value="cat10"' in taken.get_data(as_text=True)
+
+    link = create_link(shop.merchant.id, {"offer_id": offer.id, "partner_id": partner.id})
+    merchant_client.post(f"/admin/links/{link.id}/status", data={"status": "disabled"})
+    db.session.expire_all()
+    assert db.session.get(Link, link.id).status == "disabled"
+    assert fresh_visitor(app).get(f"/r/{link.code}").status_code == 404
