@@ -18,7 +18,8 @@ Faults are queued per route with ``fail_next(route, mode)``:
 - ``"hang_after_commit"`` — make the transfer, then hold the answer until
   ``release()`` (or ``hang_seconds``): the client times out or gets killed;
 - ``"timeout"`` — hold the request without doing anything, then drop it;
-- ``"429"``, ``"400"``, ``"500"`` — answer that status without doing anything.
+- ``"429"``, ``"400"``, ``"500"`` — answer that status without doing anything (a
+  ``"400"`` for a key Stripe already ran is a replay of its first answer instead).
 """
 
 from __future__ import annotations
@@ -215,6 +216,11 @@ class FakeStripe:
                     fault = fake.faults[route].pop(0) if fake.faults.get(route) else None
                 if not headers.get("authorization", "").startswith("Bearer sk_"):
                     return self._send(*_error(401, "invalid_api_key", "Invalid API Key provided"))
+                key = headers.get("idempotency-key") if method == "POST" else None
+                if fault == "400" and key is not None and key in fake.idempotency:
+                    # A refusal is the outcome of running the request; a key that already
+                    # ran replays its first answer instead (as Stripe does).
+                    fault = None
                 if fault in ("429", "400", "500"):
                     status = int(fault)
                     code = {429: "rate_limit", 400: "account_invalid", 500: "api_error"}[status]
@@ -222,7 +228,6 @@ class FakeStripe:
                 if fault == "timeout":
                     fake.released.wait(fake.hang_seconds)
                     return self._drop()
-                key = headers.get("idempotency-key") if method == "POST" else None
                 with fake.lock:
                     if key is not None and key in fake.idempotency:
                         seen_route, seen_params, status, answer = fake.idempotency[key]

@@ -148,17 +148,17 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
 
     item_c = aliased(PayoutItem)
     item_e = aliased(PayoutItem)
-    # 1. Approved, unclaimed commissions; each worth what the ledger says about it
-    #    (its +commission entry and any reversal not already netted by a payout).
+    # 1. Approved, unclaimed commissions; each item worth its +commission entries. Its
+    #    reversals (partial refunds before payment) are claimed as entry items below, so
+    #    that every ledger entry is claimed exactly once, by one item.
     stmt = (
         select(Commission.id, Commission.partner_id, Commission.currency,
                func.sum(LedgerEntry.amount_minor))
         .join(LedgerEntry, and_(LedgerEntry.commission_id == Commission.id,
-                                LedgerEntry.kind.in_(("commission", "reversal"))))
+                                LedgerEntry.kind == "commission"))
         .outerjoin(item_c, item_c.commission_id == Commission.id)
-        .outerjoin(item_e, item_e.ledger_entry_id == LedgerEntry.id)
         .where(Commission.merchant_id == merchant_id, Commission.status == "approved",
-               item_c.id.is_(None), item_e.id.is_(None))
+               item_c.id.is_(None))
         .group_by(Commission.id, Commission.partner_id, Commission.currency)
     )
     if partner_ids:
@@ -168,14 +168,18 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
     for cid, pid, cur, net in db.session.execute(stmt):
         claim(pid, cur).commissions.append((cid, int(net)))
 
-    # 2. Loose entries: clawbacks of commissions some payout claimed, adjustments, and
-    #    the returns of reversed (returned) payouts. A failed payout's return is not
-    #    loose: its commissions were released and are claimed again above.
+    # 2. Entry items: reversals of the commissions claimed above, clawbacks of
+    #    commissions some payout has paid, adjustments, and the returns of reversed
+    #    (returned) payouts. A failed payout's return is not among them: its commissions
+    #    were released and are claimed again above.
     # A clawback waits until the payout that claimed its commission has paid: were that
     # payout to fail, netting the clawback elsewhere would underpay the partner.
     claimed_commission = exists().where(
         PayoutItem.commission_id == LedgerEntry.commission_id, Payout.id == PayoutItem.payout_id,
         Payout.status.in_(("paid", "returned")))
+    claimable_commission = and_(
+        exists().where(Commission.id == LedgerEntry.commission_id, Commission.status == "approved"),
+        ~exists().where(PayoutItem.commission_id == LedgerEntry.commission_id))
     returned_payout = exists().where(Payout.id == LedgerEntry.payout_id, Payout.status == "returned")
     loose = (
         select(LedgerEntry.id, LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.amount_minor)
@@ -183,7 +187,8 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
         .where(LedgerEntry.merchant_id == merchant_id, item_e.id.is_(None),
                or_(LedgerEntry.kind == "adjustment",
                    and_(LedgerEntry.kind == "reversal",
-                        or_(LedgerEntry.commission_id.is_(None), claimed_commission)),
+                        or_(LedgerEntry.commission_id.is_(None), claimed_commission,
+                            claimable_commission)),
                    and_(LedgerEntry.kind == "payout_return", returned_payout)))
     )
     if partner_ids:

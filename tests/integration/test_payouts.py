@@ -467,3 +467,52 @@ def test_clawback_while_in_flight_is_netted_once_the_payout_is_paid(shop, fake):
     [p] = [p for p in payouts() if p.run_id == later.id]
     assert p.amount_minor == 5000  # 90.00 − 40.00 clawback
     assert_ledger_consistent(fake)
+
+
+def test_pacer_shares_the_rate_across_workers_through_redis():
+    import fakeredis
+
+    from partnernet.payouts.gateway import Pacer
+
+    conn = fakeredis.FakeRedis()
+    slept: list[float] = []
+    workers = [Pacer(5, conn, "pn:test:", sleep=slept.append) for _ in range(2)]
+    for i in range(5):
+        workers[i % 2].wait()
+    assert slept == [] or max(slept) < 1  # five in the window: only in-process spacing
+    workers[0].wait()  # the sixth in the same second, from either worker, waits for the next
+    assert any(0 < s <= 1 for s in slept)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_histories_keep_the_ledger_and_one_transfer_per_payout(shop, fake, seed):
+    """Random interleavings of earnings, runs, faults, clawbacks and retries."""
+    import random
+
+    rnd = random.Random(seed)
+    partners = [make_partner(shop.merchant.id) for _ in range(3)]
+    for p in partners:
+        onboard(p, fake)
+    commissions = []
+    faults = ["500", "400", "500_after_commit", "drop_after_commit", "429"]
+    for _ in range(18):
+        step = rnd.choice(["earn", "earn", "run", "fault", "clawback", "retry"])
+        if step == "earn":
+            commissions += earn(shop, rnd.choice(partners), rnd.randint(1000, 9000))
+        elif step == "run":
+            run(shop)
+        elif step == "fault":
+            fake.fail_next("POST /v1/transfers", rnd.choice(faults))
+        elif step == "clawback" and commissions:
+            from partnernet.extensions import db
+
+            c = rnd.choice(commissions)
+            db.session.refresh(c)
+            if c.status in ("approved", "paid") and c.reversed_minor == 0:
+                clawback(c, rnd.randint(1, c.amount_minor))
+        elif step == "retry":
+            retry()
+    fake.faults.clear()
+    retry(minutes=24 * 60)  # past every backoff set by the earlier (time-shifted) retries
+    assert {p.status for p in payouts()} <= {"paid", "failed"}
+    assert_ledger_consistent(fake)
