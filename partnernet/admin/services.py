@@ -30,12 +30,34 @@ def rollups_fresh(rollup_until: datetime | None) -> bool:
     return rollup_until is not None and rollup_until >= clock.now() - ROLLUP_STALE_AFTER
 
 
-def report(scope: Scope, group_by: list[str]) -> Any:
-    """A report of the last 30 days from the rollups when they are kept, else from the raw tables."""
-    built = build_report(scope, group_by)
+def report(scope: Scope, group_by: list[str], first: date | None = None, last: date | None = None,
+           filters: dict[str, Any] | None = None) -> Any:
+    """A report from the rollups when they are kept, else from the raw tables (same numbers)."""
+    built = build_report(scope, group_by, first, last, filters)
     if not rollups_fresh(built.rollup_until):
-        built = build_report(scope, group_by, built.first, built.last, force_source="raw")
+        built = build_report(scope, group_by, built.first, built.last, filters, force_source="raw")
     return built
+
+
+def panel_report(scope: Scope, args: Any) -> tuple[Any, dict[str, list[str]]]:
+    """The report a panel's filter form asks for (parsed by the API's schema), or its errors."""
+    from marshmallow import ValidationError
+
+    from partnernet.errors import PartnernetError
+    from partnernet.reports.schemas import ReportArgs
+
+    wanted = {k: v for k, v in args.items() if k in ("group_by", "from", "to", "offer_id", "partner_id",
+                                                     "sub1", "format") and v != ""}
+    try:
+        data = ReportArgs().load(wanted)
+    except ValidationError as exc:
+        return None, {k: [str(m) for m in (v if isinstance(v, list) else [v])]
+                      for k, v in (exc.messages if isinstance(exc.messages, dict) else {}).items()}
+    filters = {k: data.get(k) for k in ("offer_id", "partner_id", "sub1")}
+    try:
+        return report(scope, data["group_by"], data["first"], data["to"], filters), {}
+    except PartnernetError as exc:
+        return None, {"to": [exc.message]}
 
 
 @dataclass

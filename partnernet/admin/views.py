@@ -528,13 +528,23 @@ def payouts_csv() -> Any:
 @bp.get("/reports")
 @merchant_required
 def reports() -> Any:
-    from partnernet.reports.services import GROUPS
+    """Metrics grouped by day, offer, partner, sub id...; date range, filters and CSV."""
+    return render_report(Scope(merchant_id=mid()), "admin/reports.html", "admin.reports")
 
-    group = request.args.get("group_by") or "day"
-    if group not in GROUPS:
-        group = "day"
-    report = services.report(Scope(merchant_id=mid()), [group])
-    return render_template("admin/reports.html", report=report, group=group, groups=GROUPS)
+
+def render_report(scope: Scope, template: str, endpoint: str) -> Any:
+    """A report page (or its CSV) for a merchant's or a partner's scope."""
+    from partnernet.reports.services import GROUPS, report_csv
+
+    report, errors = services.panel_report(scope, request.args)
+    if report is not None and request.args.get("format") == "csv":
+        return current_app.response_class(
+            report_csv(report), mimetype="text/csv",
+            headers={"Content-Disposition": f"attachment; filename=report-{report.first}-{report.last}.csv"})
+    shown = ("clicks", "unique_clicks", "conversions", "conversion_rate", "revenue", "commission", "epc",
+             "roas", "currency")
+    return render_template(template, report=report, errors=errors, groups=GROUPS, args=request.args,
+                           shown=shown, endpoint=endpoint), (200 if report is not None else 400)
 
 
 # -- settings ----------------------------------------------------------------------------

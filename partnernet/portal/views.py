@@ -272,3 +272,12 @@ def settings() -> Any:
     return render_template("portal/settings.html", form=form, confirm=confirm, partner=partner,
                            deliveries=deliveries, keys=services.partner_api_keys(pid()),
                            shown_key=shown_key), status
+
+
+@bp.get("/reports")
+@partner_required
+def reports() -> Any:
+    """The partner's own metrics (all programs), with date range, sub1 filter and CSV."""
+    from partnernet.admin.views import render_report
+
+    return render_report(Scope(partner_id=pid()), "portal/reports.html", "portal.reports")

@@ -423,3 +423,27 @@ def test_coupon_codes_and_link_disable(merchant_client: Any, shop: Any, app: Any
     db.session.expire_all()
     assert db.session.get(Link, link.id).status == "disabled"
     assert fresh_visitor(app).get(f"/r/{link.code}").status_code == 404
+
+
+def test_reports_filters_csv_and_errors(merchant_client: Any, shop: Any) -> None:
+    offer = make_offer(shop.merchant.id)
+    partner = make_partner(shop.merchant.id, name="Rita Reports")
+    for _ in range(4):
+        make_click_row(offer, partner.id, sub1="yt")
+    make_click_row(offer, partner.id, sub1="ig")
+    page = merchant_client.get(f"/admin/reports?group_by=sub1&offer_id={offer.id}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "<td>yt</td><td>4</td>" in text and "<td>ig</td><td>1</td>" in text
+    csv_answer = merchant_client.get("/admin/reports?group_by=partner&format=csv")
+    assert csv_answer.mimetype == "text/csv"
+    header, row = csv_answer.get_data(as_text=True).splitlines()[:2]
+    assert header.startswith("partner_id,currency,clicks") and row.startswith(f"{partner.id},,5,")
+    bad = merchant_client.get("/admin/reports?from=2026-02-10&to=2026-01-01")
+    assert bad.status_code == 400 and 'id="r-to-err"' in bad.get_data(as_text=True)
+    assert 'value="2026-02-10"' in bad.get_data(as_text=True)
+    other = make_merchant("Other")
+    other_offer = make_offer(other.merchant.id)
+    make_click_row(other_offer, make_partner(other.merchant.id).id)
+    total = merchant_client.get("/admin/reports?group_by=offer").get_data(as_text=True)
+    assert f"<td>{other_offer.id}</td>" not in total and f"<td>{offer.id}</td><td>5</td>" in total

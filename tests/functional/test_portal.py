@@ -94,7 +94,8 @@ def test_partner_sees_only_its_own_links_and_never_the_admin(app: Any) -> None:
     page = client.get("/portal/links").get_data(as_text=True)
     assert mine.code in page and theirs.code not in page
     assert client.get("/admin/").headers["Location"].endswith("/portal/")
-    for path in ("/portal/", "/portal/offers", "/portal/commissions", "/portal/payouts", "/portal/settings"):
+    for path in ("/portal/", "/portal/offers", "/portal/commissions", "/portal/payouts", "/portal/settings",
+                 "/portal/reports", "/portal/reports?group_by=offer&format=csv"):
         assert client.get(path).status_code == 200, path
 
 
