@@ -214,8 +214,9 @@ def buffer_click(row: dict[str, Any], fingerprint: str | None) -> bool | None:
     ]
     try:
         result = _evalsha(state, parts)
-    except redis_errors():
-        log.warning("Redis not answering; writing clicks to the database", exc_info=True)
+    except redis_errors() as exc:
+        log.warning("Redis not answering (%s: %s); clicks go to the database for a few seconds",
+                    exc.__class__.__name__, exc)
         mark_redis_down(app)
         return None
     return bool(int(result))
