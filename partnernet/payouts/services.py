@@ -185,6 +185,7 @@ def _claims(merchant_id: int, partner_ids: list[int] | None,
         select(LedgerEntry.id, LedgerEntry.partner_id, LedgerEntry.currency, LedgerEntry.amount_minor)
         .outerjoin(item_e, item_e.ledger_entry_id == LedgerEntry.id)
         .where(LedgerEntry.merchant_id == merchant_id, item_e.id.is_(None),
+               LedgerEntry.kind.in_(("adjustment", "reversal", "payout_return")),
                or_(LedgerEntry.kind == "adjustment",
                    and_(LedgerEntry.kind == "reversal",
                         or_(LedgerEntry.commission_id.is_(None), claimed_commission,
