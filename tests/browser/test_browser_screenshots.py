@@ -13,10 +13,14 @@ from tests.browser.test_browser_panels import log_in
 
 ADMIN_PAGES = [("admin-dashboard", "/admin/"), ("admin-offers", "/admin/offers"),
                ("admin-offer-edit", "/admin/offers/1"), ("admin-partners", "/admin/partners"),
-               ("admin-conversions", "/admin/conversions"), ("admin-review", "/admin/review"),
-               ("admin-reports", "/admin/reports"), ("admin-settings", "/admin/settings")]
+               ("admin-links", "/admin/links"), ("admin-conversions", "/admin/conversions"),
+               ("admin-review", "/admin/review"), ("admin-payouts", "/admin/payouts"),
+               ("admin-reports", "/admin/reports?group_by=partner"), ("admin-settings", "/admin/settings"),
+               ("admin-rules", "/admin/settings/rules")]
 PORTAL_PAGES = [("portal-dashboard", "/portal/"), ("portal-offers", "/portal/offers"),
-                ("portal-links", "/portal/links"), ("portal-commissions", "/portal/commissions")]
+                ("portal-links", "/portal/links"), ("portal-commissions", "/portal/commissions"),
+                ("portal-payouts", "/portal/payouts"), ("portal-reports", "/portal/reports"),
+                ("portal-settings", "/portal/settings")]
 
 #: Elements sticking out past the right edge of the screen, outside a scrolling table box.
 WIDE_ELEMENTS = """() => [...document.querySelectorAll('body *')]
