@@ -516,3 +516,74 @@ def test_random_histories_keep_the_ledger_and_one_transfer_per_payout(shop, fake
     retry(minutes=24 * 60)  # past every backoff set by the earlier (time-shifted) retries
     assert {p.status for p in payouts()} <= {"paid", "failed"}
     assert_ledger_consistent(fake)
+
+
+def test_wrong_api_key_leaves_the_payout_processing_not_failed(app_factory, fake):
+    app = app_factory(**stripe_config(fake.url, STRIPE_SECRET_KEY="rk_wrong"))
+    with app.app_context():
+        shop = make_merchant()
+        partner = make_partner(shop.merchant.id)
+        onboard(partner, fake)
+        approved_commission(shop.merchant.id, partner.id, make_offer(shop.merchant.id).id, 6000)
+        from partnernet.payouts.services import create_run
+
+        create_run(shop.merchant.id)
+        [p] = payouts()
+        assert p.status == "processing" and "API key" in p.last_error
+        assert balance(shop.merchant.id, partner.id) == 0  # still claimed: fix the key, retry
+
+
+def test_concurrent_sends_of_one_payout_make_one_transfer(papp, shop, fake):
+    import threading
+
+    from partnernet.extensions import db
+    from partnernet.payouts.services import send_payout
+
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    earn(shop, partner, 7777)
+    fake.fail_next("POST /v1/transfers", "500")
+    run(shop)
+    [p] = payouts()
+    barrier = threading.Barrier(4)
+
+    def send():
+        with papp.app_context():
+            barrier.wait()
+            try:
+                send_payout(p.id)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    p = payout(p.id)
+    assert p.status == "paid" and len(fake.transfers_for(p.id)) == 1
+    assert_ledger_consistent(fake)
+
+
+def test_cli_four_eyes_approval(papp, shop, fake):
+    import json
+
+    from partnernet.accounts.models import User
+    from partnernet.extensions import db
+
+    shop.merchant.payout_settings = {"approval_threshold_minor": 5000}
+    db.session.add(User(email="second@shop.example", role="merchant", merchant_id=shop.merchant.id))
+    db.session.commit()
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    earn(shop, partner, 9000)
+    runner = papp.test_cli_runner()
+    out = json.loads(runner.invoke(args=["payouts", "run", "--merchant", str(shop.merchant.id)]).output)
+    assert out["status"] == "awaiting_approval" and out["payouts"][0]["status"] == "awaiting_approval"
+    refused = runner.invoke(args=["payouts", "approve", str(out["run_id"]), "--merchant",
+                                  str(shop.merchant.id), "--user-email", partner.email])
+    assert refused.exit_code != 0 and "four eyes" in refused.output
+    ok = runner.invoke(args=["payouts", "approve", str(out["run_id"]), "--merchant",
+                             str(shop.merchant.id), "--user-email", "second@shop.example"])
+    assert ok.exit_code == 0, ok.output
+    assert payouts()[0].status == "paid" and len(fake.transfers_for(payouts()[0].id)) == 1
