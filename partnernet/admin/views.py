@@ -315,7 +315,10 @@ def partner_detail(partner_id: int) -> Any:
         PlanOverride.partner_id == partner_id, PlanOverride.offer_id.in_([o.id for o in offer_rows]))))
     offer_names = {o.id: o.name for o in offer_rows}
     offer_currency = {o.id: o.currency for o in offer_rows}
+    from partnernet.commissions.ledger import balance_view
+
     return render_template("admin/partner.html", partner=partner, membership=membership, channel=channel,
+                           balance=balance_view(mid(), partner_id),
                            override=override, overrides=overrides, offer_names=offer_names,
                            offer_currency=offer_currency, confirm=ConfirmForm(),
                            rate_text=_rate_text), status
