@@ -143,3 +143,20 @@ def revoke_partner_api_key(partner_id: int, key_id: int) -> bool:
     row.revoked_at = clock.now()
     db.session.commit()
     return True
+
+
+def partner_link(partner_id: int, link_id: int) -> Link | None:
+    """One of the partner's own links (None for anyone else's)."""
+    return db.session.scalar(select(Link).where(Link.id == link_id, Link.partner_id == partner_id))
+
+
+def qr_svg(text: str) -> str:
+    """An SVG QR code of ``text`` (for influencers: the tracking link on a story or a poster)."""
+    import io
+
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(text, error="m").save(buf, kind="svg", scale=6, border=2, xmldecl=False,
+                                     svgclass="qr", lineclass=None)
+    return buf.getvalue().decode()

@@ -172,6 +172,20 @@ def links_page() -> Any:
                            new_id=request.args.get("new", type=int)), status
 
 
+@bp.get("/links/<int:link_id>/qr.svg")
+@partner_required
+def link_qr(link_id: int) -> Any:
+    """The QR code of one of the partner's links, as SVG (downloadable)."""
+    from flask import current_app
+
+    link = services.partner_link(pid(), link_id)
+    if link is None:
+        abort(404)
+    return current_app.response_class(
+        services.qr_svg(links.link_url(link)), mimetype="image/svg+xml",
+        headers={"Content-Disposition": f"inline; filename=link-{link.code}.svg"})
+
+
 # -- earnings and payouts --------------------------------------------------------------------
 
 @bp.get("/commissions")

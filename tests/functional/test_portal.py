@@ -157,3 +157,24 @@ def test_postback_url_send_test_delivery_log_and_api_keys(app: Any) -> None:
                                                  "key_id": merchant_key.id}).status_code == 404
     client.post("/portal/settings", data={"action": "revoke", "key_id": row.id})
     assert client.get("/api/v1/reports", headers=headers).status_code == 401
+
+
+def test_link_qr_code_is_the_partners_own(app: Any) -> None:
+    shop = make_merchant("Acme")
+    offer = make_offer(shop.merchant.id)
+    me = make_partner(shop.merchant.id, email="me@p.example", password=PASSWORD)
+    other = make_partner(shop.merchant.id, email="other@p.example")
+    from partnernet.links.services import create_link
+
+    mine = create_link(shop.merchant.id, {"offer_id": offer.id, "partner_id": me.id})
+    theirs = create_link(shop.merchant.id, {"offer_id": offer.id, "partner_id": other.id})
+    client = visitor(app)
+    client.post("/login", data={"email": "me@p.example", "password": PASSWORD})
+    qr = client.get(f"/portal/links/{mine.id}/qr.svg")
+    assert qr.status_code == 200 and qr.mimetype == "image/svg+xml"
+    assert qr.get_data(as_text=True).startswith("<svg")
+    import segno
+
+    assert segno.make(f"http://partnernet.test/r/{mine.code}", error="m").svg_inline(
+        scale=6, border=2, svgclass="qr", lineclass=None).split("<path")[1] in qr.get_data(as_text=True)
+    assert client.get(f"/portal/links/{theirs.id}/qr.svg").status_code == 404
