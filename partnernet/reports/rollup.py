@@ -264,11 +264,11 @@ def _upsert(model: Any, rows: list[dict[str, Any]], keys: Sequence[str], measure
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     table = model.__table__
-    for start in range(0, len(rows), 1000):
-        stmt = insert(table).values(rows[start:start + 1000])
-        new = {name: (table.c[name] + stmt.excluded[name]) if additive else stmt.excluded[name]
-               for name in measures}
-        db.session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=new))
+    stmt = insert(table)
+    new = {name: (table.c[name] + stmt.excluded[name]) if additive else stmt.excluded[name]
+           for name in measures}
+    # executemany: compiled once, sent in batches ("insertmanyvalues").
+    db.session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=new), rows)
 
 
 def _click_rows(stmt: Any) -> list[dict[str, Any]]:
