@@ -72,6 +72,25 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     raise RuntimeError(f"nothing listens on :{port}")
 
 
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Until a worker answers (the master listens long before its workers have imported the app)."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn on :{port} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"no gunicorn worker answered on :{port}")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -131,6 +150,7 @@ def gunicorn(app_path: str, env: dict[str, str], hosts: list[str], workers: int 
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         wait_port(port, proc)
+        wait_healthy(port, proc)
         # Warm up on the first address (workers import lazily, caches fill); not measured.
         subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-H", f"User-Agent: {UA}",
                         f"http://{hosts[0]}:{port}/healthz"], capture_output=True, timeout=30, check=False)
@@ -394,17 +414,22 @@ def outage_run(app: Any, port: int, code: str, redis: RedisServer, seconds: floa
                     failures.append(str(r.status))
 
     threads = [threading.Thread(target=client) for _ in range(4)]
+    began = time.monotonic()
     for t in threads:
         t.start()
     time.sleep(seconds / 3)
     print(f"    load average now: {os.getloadavg()[0]:.1f}")
     redis.stop()
-    print(f"    Redis stopped after {seconds / 3:.0f}s ({len(got)} redirects so far)")
+    stopped_at, count_at_stop = time.monotonic() - began, len(got)
+    print(f"    Redis stopped at {stopped_at:.1f}s ({count_at_stop} redirects answered 302 so far)")
     time.sleep(seconds / 3)
     redis.start()
-    print(f"    Redis started again after {2 * seconds / 3:.0f}s ({len(got)} redirects so far)")
+    started_at, count_at_start = time.monotonic() - began, len(got)
+    print(f"    Redis answering again at {started_at:.1f}s ({count_at_start - count_at_stop} redirects "
+          "answered 302 while it was down or loading)")
     for t in threads:
         t.join()
+    print(f"    run ended at {time.monotonic() - began:.1f}s ({len(got) - count_at_start} more redirects)")
     with app.app_context():
         buffer._state(app).down_until = 0.0
         time.sleep(0.5)
