@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from partnernet.accounts.services import get_program_partner
 from partnernet.api.auth import authenticate_request, merchant_id
 from partnernet.api.pagination import page_schema, paginate
-from partnernet.commissions import services
+from partnernet.commissions import fraud_settings, services
 from partnernet.commissions.ledger import balance_view
 from partnernet.commissions.schemas import (
     CommissionListArgs,
@@ -76,7 +76,7 @@ def partner_balance(partner_id: int) -> dict[str, Any]:
 @blp.response(200)
 def get_fraud_rules() -> dict[str, Any]:
     """Every fraud rule's settings (defaults filled in), the trusted-partner hold, the block list."""
-    return services.fraud_settings_view(merchant_id())
+    return fraud_settings.fraud_settings_view(merchant_id())
 
 
 @blp.route("/fraud-rules", methods=["PATCH"])
@@ -84,7 +84,7 @@ def get_fraud_rules() -> dict[str, Any]:
 @blp.response(200)
 def patch_fraud_rules(data: dict[str, Any]) -> dict[str, Any]:
     """Change rules (enabled, mode active|shadow, action, threshold), trusted hold, block list."""
-    return services.update_fraud_settings(merchant_id(), data)
+    return fraud_settings.update_fraud_settings(merchant_id(), data)
 
 
 @blp.route("/fraud-rules/shadow-report", methods=["GET"])
@@ -92,4 +92,4 @@ def patch_fraud_rules(data: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200)
 def shadow_report(args: dict[str, Any]) -> dict[str, Any]:
     """Per rule: how many commissions it would have held or rejected in the last N days."""
-    return services.shadow_report(merchant_id(), args["days"])
+    return fraud_settings.shadow_report(merchant_id(), args["days"])

@@ -6,24 +6,22 @@ Status machine (ARCHITECTURE.md): ``pending`` → ``approved`` → ``paid``;
 +(amount − already reversed) ``commission``; a refund of an approved or paid
 commission posts −delta ``reversal`` (a clawback the next payout nets off when paid).
 Helpers flush; entry points (``review_commission``, ``approve_matured``,
-``accrue_cpc``, ``update_fraud_settings``) commit once.
+``cpc.accrue_cpc``, ``fraud_settings.update_fraud_settings``) commit once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, String, cast, func, select
-from sqlalchemy.exc import IntegrityError
 
 from partnernet import clock, jobs
 from partnernet.accounts.models import Merchant, Partner
 from partnernet.commissions import calc, fraud
 from partnernet.commissions.exceptions import (
     CommissionNotFound,
-    InvalidFraudSettings,
     InvalidTransition,
 )
 from partnernet.commissions.ledger import post_entry
@@ -44,12 +42,14 @@ NOTIFY_JOB = "partnernet.conversions.outgoing:notify_partner"
 
 # -- plan selection --------------------------------------------------------------------
 
-def _plan_rates(plan: CommissionPlan) -> tuple[calc.Rate, list[calc.TierRate]]:
+def plan_rates(plan: CommissionPlan) -> tuple[calc.Rate, list[calc.TierRate]]:
+    """A plan's base rate and tiers as plain values."""
     return (calc.Rate(plan.percent, plan.amount_minor, "plan"),
             [calc.TierRate(t.min_conversions, t.percent, t.amount_minor) for t in plan.tiers])
 
 
-def _override(offer_id: int, partner_id: int, event: str) -> calc.Rate | None:
+def override_rate(offer_id: int, partner_id: int, event: str) -> calc.Rate | None:
+    """The partner's own rate for the offer's event, if it has one."""
     row = db.session.scalar(select(PlanOverride).where(
         PlanOverride.offer_id == offer_id, PlanOverride.partner_id == partner_id,
         PlanOverride.event == event))
@@ -194,8 +194,8 @@ def commission_for_conversion(conversion: Conversion, click: Click | None = None
         # The shopper's address (the click's), not the store server's that sent the postback.
         conversion.ip_hash = click.ip_hash
 
-    base, tiers = _plan_rates(plan)
-    rate = calc.choose_rate(base, tiers, _override(offer.id, partner.id, conversion.event),
+    base, tiers = plan_rates(plan)
+    rate = calc.choose_rate(base, tiers, override_rate(offer.id, partner.id, conversion.event),
                             _nth_this_month(conversion))
     amount = calc.commission_amount(plan.type, rate, conversion.amount_minor)
 
@@ -363,51 +363,6 @@ def approve_matured(batch_size: int = BATCH_SIZE, merchant_id: int | None = None
     return approved
 
 
-# -- CPC accrual -----------------------------------------------------------------------------
-
-def accrue_cpc(day: date | None = None) -> int:
-    """Job: one commission per partner × offer for a UTC day's unique, non-bot clicks. Commits.
-
-    Defaults to yesterday; safe to run twice (one accrual per partner × offer × day).
-    """
-    day = day or (clock.now() - timedelta(days=1)).date()
-    start = datetime.combine(day, time.min, tzinfo=clock.now().tzinfo)
-    end = start + timedelta(days=1)
-    created = 0
-    plans = list(db.session.scalars(select(CommissionPlan).where(CommissionPlan.type == "cpc")))
-    for plan in plans:
-        offer = plan.offer
-        merchant = db.session.get(Merchant, offer.merchant_id)
-        assert merchant is not None
-        counts = db.session.execute(
-            select(Click.partner_id, func.count()).where(
-                Click.offer_id == offer.id, Click.created_at >= start, Click.created_at < end,
-                Click.is_unique.is_(True), Click.is_bot.is_(False))
-            .group_by(Click.partner_id)).all()
-        for partner_id, clicks in counts:
-            exists = db.session.scalar(select(Commission.id).where(
-                Commission.offer_id == offer.id, Commission.partner_id == partner_id,
-                Commission.accrual_date == day))
-            if exists is not None:
-                continue
-            base, _ = _plan_rates(plan)
-            rate = calc.choose_rate(base, [], _override(offer.id, partner_id, plan.event), 1)
-            commission = Commission(
-                merchant_id=offer.merchant_id, partner_id=partner_id, offer_id=offer.id,
-                conversion_id=None, kind="cpc", amount_minor=calc.cpc_amount(rate, int(clicks)),
-                currency=offer.currency, reversed_minor=0, status="pending",
-                hold_until=end + timedelta(days=hold_days_for(offer, merchant, partner_id)),
-                flags=[], accrual_date=day, click_count=int(clicks))
-            try:
-                with db.session.begin_nested():
-                    db.session.add(commission)
-            except IntegrityError:
-                continue  # another run accrued it meanwhile
-            created += 1
-    db.session.commit()
-    return created
-
-
 # -- queries for the API ---------------------------------------------------------------------
 
 def commissions_query(merchant_id: int, *, status: str | None = None, partner_id: int | None = None,
@@ -455,97 +410,3 @@ def commission_view(commission: Commission) -> dict[str, Any]:
         "click_count": commission.click_count,
         "created_at": commission.created_at.isoformat() if commission.created_at else None,
     }
-
-
-# -- fraud settings and the shadow report --------------------------------------------------
-
-def fraud_settings_view(merchant_id: int) -> dict[str, Any]:
-    """Every rule's effective settings, the trusted-partner hold and the IP block list."""
-    merchant = db.session.get(Merchant, merchant_id)
-    assert merchant is not None
-    rules = fraud.rule_settings(merchant.fraud_settings)
-    return {
-        "rules": {name: {**conf, "threshold_means": fraud.THRESHOLD_HELP.get(name)}
-                  for name, conf in rules.items()},
-        "trusted_partner": fraud.trusted_settings(merchant.fraud_settings),
-        "ip_blocklist": list(merchant.ip_blocklist or []),
-    }
-
-
-def _clean_trusted(patch: Any) -> dict[str, Any]:
-    if not isinstance(patch, dict):
-        raise ValueError("trusted_partner must be an object")
-    clean: dict[str, Any] = {}
-    for key, value in patch.items():
-        if key == "enabled":
-            if not isinstance(value, bool):
-                raise ValueError("trusted_partner.enabled must be true or false")
-        elif key in ("min_clean_payouts", "hold_days"):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3650:
-                raise ValueError(f"trusted_partner.{key} must be a whole number 0..3650")
-        else:
-            raise ValueError(f"unknown trusted_partner setting {key!r}")
-        clean[key] = value
-    return clean
-
-
-def _clean_blocklist(value: Any) -> list[str]:
-    import ipaddress
-
-    if not isinstance(value, list) or len(value) > 1000:
-        raise ValueError("ip_blocklist must be a list of addresses or CIDRs (1000 at most)")
-    out = []
-    for entry in value:
-        try:
-            out.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
-        except ValueError:
-            raise ValueError(f"{str(entry)[:64]!r} is not an IP address or CIDR") from None
-    return out
-
-
-def update_fraud_settings(merchant_id: int, patch: dict[str, Any]) -> dict[str, Any]:
-    """Change some rules' settings, the trusted-partner hold or the block list. Commits."""
-    merchant = db.session.get(Merchant, merchant_id)
-    assert merchant is not None
-    settings = dict(merchant.fraud_settings or {})
-    rules = {k: dict(v) for k, v in (settings.get("rules") or {}).items()}
-    try:
-        for name, rule_patch in (patch.get("rules") or {}).items():
-            if not isinstance(rule_patch, dict):
-                raise ValueError(f"rules.{name} must be an object")
-            rules[name] = {**rules.get(name, {}), **fraud.validate_rule_patch(name, rule_patch)}
-        trusted = settings.get("trusted_partner") or {}
-        if "trusted_partner" in patch:
-            trusted = {**trusted, **_clean_trusted(patch["trusted_partner"])}
-        blocklist = _clean_blocklist(patch["ip_blocklist"]) if "ip_blocklist" in patch else None
-    except ValueError as exc:
-        raise InvalidFraudSettings(str(exc)) from None
-    merchant.fraud_settings = {**settings, "rules": rules, "trusted_partner": trusted}
-    if blocklist is not None:
-        merchant.ip_blocklist = blocklist
-    db.session.commit()
-    return fraud_settings_view(merchant_id)
-
-
-def shadow_report(merchant_id: int, days: int = 30) -> dict[str, Any]:
-    """Per rule: how many commissions it would have held/rejected in shadow mode lately."""
-    until = clock.now()
-    since = until - timedelta(days=days)
-    rows = db.session.scalars(select(Commission.flags).where(
-        Commission.merchant_id == merchant_id, Commission.created_at >= since))
-    report = {name: {"would_hold": 0, "would_reject": 0, "would_flag": 0, "fired": 0}
-              for name in fraud.RULE_NAMES}
-    settings = fraud_settings_view(merchant_id)["rules"]
-    for flags in rows:
-        for flag in flags or []:
-            entry = report.get(flag.get("rule"))
-            if entry is None:
-                continue
-            entry["fired"] += 1
-            if flag.get("action") == "shadow":
-                key = {"hold": "would_hold", "reject": "would_reject"}.get(flag.get("would"), "would_flag")
-                entry[key] += 1
-    return {"from": since.isoformat(), "to": until.isoformat(), "days": days,
-            "rules": {name: {**counts, "mode": settings[name]["mode"]}
-                      for name, counts in report.items()}}
-

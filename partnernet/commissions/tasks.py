@@ -6,5 +6,5 @@ from partnernet import jobs
 
 jobs.periodic("approve-matured", "partnernet.commissions.services:approve_matured", 3600,
               "Approve pending commissions whose hold has passed and that have no open flags")
-jobs.periodic("accrue-cpc", "partnernet.commissions.services:accrue_cpc", 86400,
+jobs.periodic("accrue-cpc", "partnernet.commissions.cpc:accrue_cpc", 86400,
               "Accrue yesterday's CPC commissions (one per partner × offer × day)")

@@ -351,8 +351,8 @@ def test_ledger_verify_command_passes_then_catches_a_difference(shop, app):
 # -- CPC accrual ---------------------------------------------------------------------------------
 
 def test_cpc_accrual_pays_unique_human_clicks_once_per_partner_offer_day(client, app):
+    from partnernet.commissions.cpc import accrue_cpc
     from partnernet.commissions.models import Commission
-    from partnernet.commissions.services import accrue_cpc
     from tests.commission_helpers import count
 
     clock.freeze(NOW)
