@@ -92,16 +92,22 @@ def _coupon_partner_involved(conversion: Conversion, click: Click | None, offer:
 
 
 def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: Merchant,
-           partner: Partner, postback_ip: str | None) -> fraud.Facts:
+           partner: Partner, postback_ip: str | None,
+           settings: dict[str, dict[str, Any]]) -> fraud.Facts:
+    """What the rules look at; the queries of disabled rules are skipped."""
     at = conversion.created_at
+
+    def on(rule: str) -> bool:
+        return bool(settings[rule].get("enabled", True))
+
     same_ip = 0
-    if conversion.ip_hash:
+    if conversion.ip_hash and on("duplicate_ip"):
         same_ip = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.ip_hash == conversion.ip_hash,
             Conversion.id != conversion.id, Conversion.created_at > at - timedelta(hours=24),
             Conversion.created_at <= at)) or 0)
     trailing: list[int] = []
-    if conversion.amount_minor is not None:
+    if conversion.amount_minor is not None and on("amount_outlier"):
         trailing = [int(a) for a in db.session.scalars(
             select(Conversion.amount_minor).where(
                 Conversion.offer_id == offer.id, Conversion.event == conversion.event,
@@ -109,7 +115,7 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: 
                 Conversion.created_at >= at - OUTLIER_LOOKBACK)
             .order_by(Conversion.id.desc()).limit(OUTLIER_SAMPLE))]
     today = 0
-    if offer.daily_cap is not None:
+    if offer.daily_cap is not None and on("cap_exceeded"):
         day_start = datetime.combine(at.date(), time.min, tzinfo=at.tzinfo)
         today = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.partner_id == conversion.partner_id,
@@ -129,7 +135,7 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: 
         partner_email_domain=partner_email.rpartition("@")[2] or None,
         same_ip_conversions_24h=same_ip, ips=ips, blocklist=list(merchant.ip_blocklist or []),
         is_coupon=conversion.coupon_id is not None,
-        coupon_partner_involved=(conversion.coupon_id is None
+        coupon_partner_involved=(conversion.coupon_id is None or not on("coupon_leak")
                                  or _coupon_partner_involved(conversion, click, offer)),
         coupon_requires_click=bool(offer.coupon_requires_click),
         amount_minor=conversion.amount_minor, trailing_amounts=trailing,
@@ -195,12 +201,15 @@ def commission_for_conversion(conversion: Conversion, click: Click | None = None
         conversion.ip_hash = click.ip_hash
 
     base, tiers = plan_rates(plan)
-    rate = calc.choose_rate(base, tiers, override_rate(offer.id, partner.id, conversion.event),
-                            _nth_this_month(conversion))
+    override = override_rate(offer.id, partner.id, conversion.event)
+    # The month's count only matters when a tier could apply.
+    nth = _nth_this_month(conversion) if tiers and override is None else 1
+    rate = calc.choose_rate(base, tiers, override, nth)
     amount = calc.commission_amount(plan.type, rate, conversion.amount_minor)
 
-    flags = fraud.evaluate(_facts(conversion, click, offer, merchant, partner, postback_ip),
-                           fraud.rule_settings(merchant.fraud_settings))
+    settings = fraud.rule_settings(merchant.fraud_settings)
+    flags = fraud.evaluate(_facts(conversion, click, offer, merchant, partner, postback_ip, settings),
+                           settings)
     recurring = _recurring_flag(conversion, offer)
     if recurring is not None:
         flags.append(recurring)
