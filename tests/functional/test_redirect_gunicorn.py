@@ -27,9 +27,38 @@ def free_port():
         return s.getsockname()[1]
 
 
+def start_gunicorn(env, log):
+    """gunicorn on a free port; None if it exited first (e.g. another process took the port)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "30",
+         "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    return None, None
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
 def gunicorn(app, database_url, tmp_path):
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PARTNERNET_", "REDIS", "DATABASE"))}
     env.update({
         "DATABASE_URL": database_url,
@@ -41,33 +70,18 @@ def gunicorn(app, database_url, tmp_path):
     })
     if app.config.get("REDIS_URL"):
         env["REDIS_URL"] = app.config["REDIS_URL"]
-    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout", "30",
-         "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
-            time.sleep(0.2)
-        yield port
-    finally:
-        proc.terminate()
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        for _attempt in range(3):  # a free port can be taken by someone else before gunicorn binds it
+            proc, port = start_gunicorn(env, log)
+            if proc is not None:
+                break
+        else:
+            log.flush()
+            pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            yield port
+        finally:
+            stop(proc)
 
 
 def request(port, method, path, headers=None):
