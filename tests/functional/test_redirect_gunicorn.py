@@ -35,13 +35,17 @@ def start_gunicorn(env, log):
          "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
                 return proc, port
         except OSError:
             pass
+        finally:
+            conn.close()
         time.sleep(0.2)
     stop(proc)
     return None, None
