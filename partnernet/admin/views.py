@@ -589,7 +589,7 @@ def settings() -> Any:
 @merchant_required
 def rules() -> Any:
     """Fraud rules and thresholds, IP block list, payout minimum, four eyes and weekly schedule."""
-    from partnernet.commissions import services as commissions
+    from partnernet.commissions import fraud_settings as commissions
     from partnernet.commissions.fraud import ACTIONS, MODES
     from partnernet.payouts import services as payouts
     from partnernet.payouts.schemas import SettingsIn

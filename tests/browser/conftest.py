@@ -68,6 +68,7 @@ def live(app_factory: Any) -> Iterator[Any]:
     finally:
         ctx.pop()
         server.shutdown()
+        server.server_close()
         thread.join(timeout=10)
 
 
