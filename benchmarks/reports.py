@@ -280,6 +280,29 @@ def run(url: str, args: argparse.Namespace) -> None:
               f"{t_roll * 1000:.0f} ms, raw GROUP BY {t_raw * 1000:.0f} ms, "
               f"ratio raw/rollup = {t_raw / t_roll:.1f}x (target >= 50x)", flush=True)
 
+        from partnernet.links.models import Click
+        from partnernet.reports import rollup as r
+        from partnernet.reports.services import _rollup_selects
+
+        dims = ["partner", "day"]
+
+        def sql_rolled() -> None:
+            for stmt in _rollup_selects(dims, scope, first, last, {}):
+                db.session.execute(stmt).all()
+
+        def sql_raw() -> None:
+            lo, hi = r.day_start(first), r.day_start(last + timedelta(days=1))
+            db.session.execute(r.raw_click_select(
+                dims, scope, [Click.created_at >= lo, Click.created_at < hi])).all()
+            db.session.execute(r.raw_conversion_select(dims, scope, (first, last))).all()
+            db.session.execute(r.raw_commission_select(dims, scope, (first, last))).all()
+
+        s_roll, s_raw = best(sql_rolled, 5), best(sql_raw, 2)
+        print(f"  SQL only (no row formatting): rollup {s_roll * 1000:.0f} ms, raw "
+              f"{s_raw * 1000:.0f} ms, ratio = {s_raw / s_roll:.1f}x", flush=True)
+
+        if args.large <= args.base:
+            return
         t = time.perf_counter()
         grow_clicks(db, net, args.large - args.base - 10_000)
         print(f"grew to {args.large:,} clicks server-side: {time.perf_counter() - t:.1f} s",
