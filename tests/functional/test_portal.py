@@ -178,3 +178,39 @@ def test_link_qr_code_is_the_partners_own(app: Any) -> None:
     assert segno.make(f"http://partnernet.test/r/{mine.code}", error="m").svg_inline(
         scale=6, border=2, svgclass="qr", lineclass=None).split("<path")[1] in qr.get_data(as_text=True)
     assert client.get(f"/portal/links/{theirs.id}/qr.svg").status_code == 404
+
+
+def test_portal_lists_page_without_n_plus_1(app: Any) -> None:
+    from sqlalchemy import event
+
+    from partnernet.links.services import create_link
+    from tests.factories import make_click_row
+
+    shop = make_merchant("Acme")
+    offers = [make_offer(shop.merchant.id, name=f"Offer {i}") for i in range(5)]
+    me = make_partner(shop.merchant.id, email="me@p.example", password=PASSWORD)
+    for i in range(40):
+        create_link(shop.merchant.id, {"offer_id": offers[i % 5].id, "partner_id": me.id, "sub1": f"s{i}"})
+    from flask import current_app
+
+    for i in range(30):
+        click = make_click_row(offers[i % 5], me.id)
+        current_app.test_client().post("/postback", data={
+            "token": shop.postback_token, "click_id": click.id, "order_id": f"O-{i}", "amount": "20.00"})
+    client = visitor(app)
+    client.post("/login", data={"email": "me@p.example", "password": PASSWORD})
+    counts = {}
+    for path in ("/portal/links", "/portal/commissions"):
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert client.get(path).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        counts[path] = len(statements)
+    # 25 rows a page: one query per row would be 25+.
+    assert max(counts.values()) <= 12, counts
