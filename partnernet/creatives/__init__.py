@@ -1,0 +1,1 @@
+"""Creatives library, impression pixel, landing-page split tests and creative fatigue."""
