@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, render_template
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from partnernet.config import load_config
 from partnernet.extensions import api, csrf, db, limiter, login_manager, migrate
@@ -25,9 +26,18 @@ class DecimalJSONProvider(DefaultJSONProvider):
         return json.loads(s, **kwargs)
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` ids fit a BIGINT: a larger number is no object (404), not a database overflow."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides the environment (tests)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["int"] = IdConverter
     app.config.update(load_config(Path(app.instance_path), config))
     app.json = DecimalJSONProvider(app)
     if app.config["TRUSTED_PROXY_HOPS"]:
@@ -81,7 +91,7 @@ def _sqlite_pragmas(app: Flask) -> None:
 #: ``api.py`` exposing ``blp`` (a flask-smorest Blueprint under /api/v1, CSRF-exempt,
 #: bearer-key auth) and/or ``views.py`` exposing ``bp`` (pages or public endpoints).
 FEATURES = ("accounts", "offers", "links", "conversions", "commissions", "payouts",
-            "reports", "portal", "admin")
+            "reports", "creatives", "portal", "admin")
 
 
 def register_blueprints(app: Flask) -> None:

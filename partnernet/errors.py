@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template_string, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from partnernet.extensions import db
@@ -174,6 +175,13 @@ def handle_http_exception(error: HTTPException) -> Response:
     return render_error(status, code, message, headers=headers)
 
 
+def handle_out_of_range(error: Exception) -> Response:
+    """A number or text the database cannot hold came from the request: bad input, not a crash."""
+    db.session.rollback()
+    log.warning("value out of range on %s %s: %s", request.method, request.path, error.__class__.__name__)
+    return render_error(400, "out_of_range", "A value in the request is out of range.")
+
+
 def handle_unexpected(error: Exception) -> Response:
     db.session.rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
@@ -186,4 +194,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(MoneyError, handle_money_error)
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OverflowError, handle_out_of_range)
+    app.register_error_handler(DataError, handle_out_of_range)
     app.register_error_handler(Exception, handle_unexpected)
