@@ -115,6 +115,8 @@ def fail_manual(data: dict[str, Any], payout_id: int) -> Any:
 
 @blp.route("/payouts/manual.csv", methods=["GET"])
 @blp.arguments(ExportArgs, location="query")
+@blp.doc(responses={"200": {"description": "The batch CSV.",
+                            "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def export_manual(args: dict[str, Any]) -> Response:
     """The queued manual payouts as a PayPal Payouts or Wise batch CSV."""
     body = services.export_manual_csv(merchant_id(), args["format"])

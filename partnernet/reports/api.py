@@ -55,6 +55,8 @@ def merchant_or_partner() -> int:
 @blp.route("", methods=["GET"])
 @blp.arguments(ReportArgs, location="query")
 @blp.response(200, ReportOut)
+@blp.doc(responses={"200": {"content": {"application/json": {"schema": ReportOut},
+                                        "text/csv": {"schema": {"type": "string"}}}}})
 def get_report(args: dict[str, Any]) -> Any:
     """Metrics grouped by `group_by` for a date range; `format=csv` answers text/csv."""
     scope, filters = _scope(args)
