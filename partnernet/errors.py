@@ -182,6 +182,12 @@ def handle_out_of_range(error: Exception) -> Response:
     return render_error(400, "out_of_range", "A value in the request is out of range.")
 
 
+def handle_too_deep(error: RecursionError) -> Response:
+    """JSON nested deeper than the parser can follow (webargs parses it itself): bad input."""
+    db.session.rollback()
+    return render_error(400, "bad_request", "The request body is nested too deeply.")
+
+
 def handle_unexpected(error: Exception) -> Response:
     db.session.rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
@@ -196,4 +202,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(OverflowError, handle_out_of_range)
     app.register_error_handler(DataError, handle_out_of_range)
+    app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)
