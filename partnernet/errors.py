@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template_string, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from partnernet.extensions import db
@@ -188,6 +188,19 @@ def handle_too_deep(error: RecursionError) -> Response:
     return render_error(400, "bad_request", "The request body is nested too deeply.")
 
 
+def handle_database_unavailable(error: Exception) -> Response:
+    """The database is unreachable or restarting: nothing was saved, the caller should retry."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection is gone; the session is reset on remove()
+        db.session.invalidate()
+    log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                error.__class__.__name__)
+    return render_error(503, "service_unavailable",
+                        "The service is briefly unavailable; nothing was saved. Retry shortly.",
+                        headers={"Retry-After": "5"})
+
+
 def handle_unexpected(error: Exception) -> Response:
     db.session.rollback()
     log.exception("unhandled error on %s %s", request.method, request.path)
@@ -203,4 +216,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(OverflowError, handle_out_of_range)
     app.register_error_handler(DataError, handle_out_of_range)
     app.register_error_handler(RecursionError, handle_too_deep)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)
