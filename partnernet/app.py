@@ -91,7 +91,7 @@ def _sqlite_pragmas(app: Flask) -> None:
 #: ``api.py`` exposing ``blp`` (a flask-smorest Blueprint under /api/v1, CSRF-exempt,
 #: bearer-key auth) and/or ``views.py`` exposing ``bp`` (pages or public endpoints).
 FEATURES = ("accounts", "offers", "links", "conversions", "commissions", "payouts",
-            "reports", "creatives", "portal", "admin")
+            "reports", "creatives", "portal", "admin", "privacy")
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1,0 +1,87 @@
+"""Erasure of a person's personal data, keeping every money record (amounts, ledger) intact.
+
+A person is found by email as any of: a customer of a store (conversions carry only the
+SHA-256 of the email), a partner, or a user who logs in. Personal fields are cleared or
+replaced by a placeholder; commissions, ledger entries and payouts keep their amounts,
+so ``partnernet ledger verify`` still passes after an erasure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from partnernet.accounts.models import AuditEvent, Partner, User
+from partnernet.accounts.services import normalize_email
+from partnernet.audit import audit
+from partnernet.conversions.models import Conversion, Postback
+from partnernet.conversions.services import email_hash
+from partnernet.extensions import db
+from partnernet.links.models import Click
+
+#: Raw postback parameters that identify the customer.
+PERSONAL_PARAMS = ("customer_email", "customer_id", "email", "ip", "user_agent", "phone", "name")
+
+
+@dataclass
+class Erasure:
+    """What an erasure changed (counts), for the operator and the audit trail."""
+
+    conversions: int = 0
+    postbacks: int = 0
+    clicks: int = 0
+    partners: int = 0
+    users: int = 0
+    audit_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def erased_email(kind: str, row_id: int) -> str:
+    """A unique placeholder that is no address of anybody."""
+    return f"erased-{kind}-{row_id}@erased.invalid"
+
+
+def erase_person(email: str) -> Erasure:
+    """Remove the personal data of whoever uses this email; money records stay as they are."""
+    address = normalize_email(email)
+    hashed = email_hash(address)
+    result = Erasure()
+
+    conversions = list(db.session.scalars(select(Conversion).where(Conversion.customer_email_hash == hashed)))
+    click_ids = [c.click_id for c in conversions if c.click_id]
+    for conversion in conversions:
+        conversion.customer_email_hash = None
+        conversion.customer_email_domain = None
+        conversion.customer_id = None
+        conversion.ip_hash = None
+    result.conversions = len(conversions)
+    if conversions:
+        ids = [c.id for c in conversions]
+        for postback in db.session.scalars(select(Postback).where(Postback.conversion_id.in_(ids))):
+            postback.params = {k: v for k, v in (postback.params or {}).items() if k not in PERSONAL_PARAMS}
+            postback.source_ip = None
+            result.postbacks += 1
+    if click_ids:
+        result.clicks = db.session.execute(
+            update(Click).where(Click.id.in_(click_ids))
+            .values(ip_hash=None, user_agent=None, referer=None, visitor_id=None)).rowcount or 0
+
+    for partner in db.session.scalars(select(Partner).where(Partner.email == address)):
+        partner.name = f"Erased partner #{partner.id}"
+        partner.email = erased_email("partner", partner.id)
+        partner.website = None
+        partner.postback_url = None
+        partner.postback_secret = None
+        result.partners += 1
+    for user in db.session.scalars(select(User).where(User.email == address)):
+        user.email = erased_email("user", user.id)
+        user.password_hash = None
+        user.active = False
+        result.users += 1
+        result.audit_events += db.session.execute(
+            update(AuditEvent).where(AuditEvent.user_id == user.id).values(ip=None)).rowcount or 0
+    audit("privacy.erase", email_sha256=hashed, conversions=result.conversions, partners=result.partners,
+          users=result.users, clicks=result.clicks)
+    db.session.commit()
+    return result
