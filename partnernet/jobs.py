@@ -43,7 +43,7 @@ def periodic(name: str, func_path: str, interval_seconds: int, description: str)
 
 def register_periodic_jobs() -> None:
     """Import each feature's ``tasks`` module so its periodic jobs register themselves."""
-    for feature in ("links", "conversions", "commissions", "payouts", "reports"):
+    for feature in ("links", "conversions", "commissions", "payouts", "reports", "creatives"):
         try:
             importlib.import_module(f"partnernet.{feature}.tasks")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,76 @@
+"""Marshmallow schemas of the creatives API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from partnernet.creatives.models import CREATIVE_KINDS, CREATIVE_STATUSES
+
+
+class CreativeIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(CREATIVE_KINDS))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body = fields.String(validate=validate.Length(max=20_000))
+    status = fields.String(validate=validate.OneOf(CREATIVE_STATUSES))
+    starts_at = fields.AwareDateTime()
+    ends_at = fields.AwareDateTime()
+
+
+class CreativePatch(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    body = fields.String(validate=validate.Length(max=20_000), allow_none=True)
+    status = fields.String(validate=validate.OneOf(CREATIVE_STATUSES))
+    starts_at = fields.AwareDateTime(allow_none=True)
+    ends_at = fields.AwareDateTime(allow_none=True)
+
+
+class CreativeOut(Schema):
+    id = fields.Integer()
+    offer_id = fields.Integer()
+    kind = fields.String()
+    name = fields.String()
+    status = fields.String()
+    body = fields.String(allow_none=True)
+    image_type = fields.String(allow_none=True)
+    image_width = fields.Integer(allow_none=True)
+    image_height = fields.Integer(allow_none=True)
+    image_bytes = fields.Integer(allow_none=True)
+    starts_at = fields.DateTime(allow_none=True)
+    ends_at = fields.DateTime(allow_none=True)
+    fatigued_at = fields.DateTime(allow_none=True)
+    fatigue_reasons = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class CreativeListArgs(Schema):
+    status = fields.String(validate=validate.OneOf(CREATIVE_STATUSES))
+
+
+class VariantIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    #: Raw so that zero, negative or fractional weights get the rule's own refusal.
+    weight = fields.Raw(required=True)
+
+
+class VariantsIn(Schema):
+    variants = fields.List(fields.Nested(VariantIn), required=True)
+
+
+class EndTestIn(Schema):
+    winner_id = fields.Integer(required=True)
+
+
+class VariantOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    url = fields.String()
+    weight = fields.Integer()
+    status = fields.String()
+    is_winner = fields.Boolean()
+
+
+class ReportArgs(Schema):
+    offer_id = fields.Integer()
+    from_ = fields.AwareDateTime(data_key="from")
+    to = fields.AwareDateTime()

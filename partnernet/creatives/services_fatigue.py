@@ -1,0 +1,55 @@
+"""The fatigue scan: daily impression and click counts per creative through the pure detector."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from partnernet import clock
+from partnernet.creatives.fatigue import DayCount, detect
+from partnernet.creatives.models import Creative, Impression
+from partnernet.extensions import db
+
+WINDOW_DAYS = 60
+
+
+def daily_series(creative_id: int, since: date) -> list[DayCount]:
+    """Unique non-bot impressions and non-bot clicks per day of one creative since ``since``."""
+    from partnernet.links.models import Click
+
+    day = func.date(Impression.created_at)
+    imps = {str(d): n for d, n in db.session.execute(
+        select(day, func.count()).where(Impression.creative_id == creative_id, Impression.is_bot.is_(False),
+                                        Impression.is_unique.is_(True), Impression.created_at >= since)
+        .group_by(day))}
+    clicks: dict[str, int] = {}
+    if hasattr(Click, "creative_id"):
+        cday = func.date(Click.created_at)
+        clicks = {str(d): n for d, n in db.session.execute(
+            select(cday, func.count()).where(Click.creative_id == creative_id, Click.is_bot.is_(False),
+                                             Click.created_at >= since).group_by(cday))}
+    days = sorted(set(imps) | set(clicks))
+    return [DayCount(date.fromisoformat(d[:10]), imps.get(d, 0), clicks.get(d, 0)) for d in days]
+
+
+def flag_fatigued() -> dict[str, Any]:
+    """Run the detector on every active creative; set or clear ``fatigued_at``. Safe to rerun."""
+    now = clock.now()
+    today = now.date()
+    flagged = cleared = 0
+    for creative in db.session.scalars(select(Creative).where(Creative.status == "active")):
+        started = (creative.starts_at or creative.created_at).date()
+        result = detect(daily_series(creative.id, max(started, today - timedelta(days=WINDOW_DAYS))),
+                        started, today)
+        if result.tired:
+            if creative.fatigued_at is None:
+                creative.fatigued_at = now
+                flagged += 1
+            creative.fatigue_reasons = ",".join(result.reasons)
+        elif creative.fatigued_at is not None:
+            creative.fatigued_at, creative.fatigue_reasons = None, None
+            cleared += 1
+    db.session.commit()
+    return {"flagged": flagged, "cleared": cleared}
