@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Flask, current_app
 from sqlalchemy import Select, func, select
 
-from partnernet import clock
+from partnernet import clock, money
 from partnernet.creatives import splittest
 from partnernet.creatives.exceptions import (
     CreativeNotFound,
@@ -347,11 +347,11 @@ def variant_report(merchant_id: int, offer_id: int) -> dict[str, Any]:
             Conversion, Conversion.click_id == Click.id).where(Click.offer_id == offer.id)
             .group_by(Click.variant_id)).all())
         paid = func.coalesce(func.sum(Commission.amount_minor), 0)
-        money = dict(db.session.execute(select(Click.variant_id, paid)
+        earned = dict(db.session.execute(select(Click.variant_id, paid)
             .join(Conversion, Conversion.click_id == Click.id)
             .join(Commission, Commission.conversion_id == Conversion.id)
             .where(Click.offer_id == offer.id).group_by(Click.variant_id)).all())
-        counts = {v.id: (int(clicks.get(v.id, 0)), int(convs.get(v.id, 0)), int(money.get(v.id, 0)))
+        counts = {v.id: (int(clicks.get(v.id, 0)), int(convs.get(v.id, 0)), int(earned.get(v.id, 0)))
                   for v in variants}
     rows = []
     for v in variants:

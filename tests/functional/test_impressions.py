@@ -1,0 +1,78 @@
+"""The impression pixel: GIF with no-cache headers, impressions through the buffer or the database."""
+
+from sqlalchemy import func, select
+
+from partnernet.creatives.models import Impression
+from partnernet.extensions import db
+from tests.factories import auth, make_merchant, make_offer, make_partner
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
+
+
+def link_code(client):
+    m = make_merchant()
+    offer = make_offer(m.merchant.id)
+    partner = make_partner(m.merchant.id)
+    r = client.post("/api/v1/links", json={"offer_id": offer.id, "partner_id": partner.id},
+                    headers=auth(m.api_key))
+    assert r.status_code == 201, r.get_json()
+    return m, offer, r.get_json()["code"]
+
+
+def flush(app):
+    from partnernet.creatives.pixel import flush_impressions
+
+    with app.app_context():
+        flush_impressions()
+
+
+def impressions():
+    db.session.rollback()
+    return db.session.execute(select(Impression.creative_id, Impression.is_unique, Impression.is_bot)
+                              .order_by(Impression.created_at)).all()
+
+
+def test_pixel_answers_a_gif_and_counts_unique_and_bots(app, client):
+    m, offer, code = link_code(client)
+    r = client.get(f"/i/{code}/7.gif", headers={"User-Agent": UA})
+    assert r.status_code == 200 and r.mimetype == "image/gif" and r.data.startswith(b"GIF89a")
+    assert "no-store" in r.headers["Cache-Control"]
+    client.get(f"/i/{code}/7.gif", headers={"User-Agent": UA})
+    client.get(f"/i/{code}.gif", headers={"User-Agent": UA})
+    client.get(f"/i/{code}/7.gif", headers={"User-Agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+    flush(app)
+    rows = impressions()
+    assert sorted(rows, key=lambda r: (r[0] or 0, r[2], not r[1])) == [
+        (None, True, False), (7, True, False), (7, False, False), (7, False, True)]
+
+
+def test_unknown_code_still_answers_a_gif_and_records_nothing(app, client):
+    r = client.get("/i/nosuchcode.gif", headers={"User-Agent": UA})
+    assert r.status_code == 200 and r.mimetype == "image/gif"
+    flush(app)
+    assert db.session.scalar(select(func.count()).select_from(Impression)) == 0
+
+
+def test_impressions_go_to_the_database_when_redis_is_down(app, client):
+    m, offer, code = link_code(client)
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    app.extensions.pop("partnernet_links", None)
+    for _ in range(3):
+        assert client.get(f"/i/{code}/3.gif", headers={"User-Agent": UA}).status_code == 200
+    rows = impressions()
+    assert [r[1] for r in rows].count(True) == 1 and len(rows) == 3
+
+
+def test_creative_report_counts_impressions_by_creative(app, client):
+    m, offer, code = link_code(client)
+    created = client.post(f"/api/v1/offers/{offer.id}/creatives", headers=auth(m.api_key),
+                          json={"kind": "text_link", "name": "CTA", "body": "Shop now"}).get_json()
+    for ua in (UA, UA + " a", UA + " b"):
+        client.get(f"/i/{code}/{created['id']}.gif", headers={"User-Agent": ua})
+    flush(app)
+    report = client.get(f"/api/v1/creatives/report?offer_id={offer.id}", headers=auth(m.api_key)).get_json()
+    row = report["items"][0]
+    assert row["creative_id"] == created["id"]
+    assert row["impressions"] == 3 and row["unique_impressions"] == 3
+    other = make_merchant()
+    assert client.get("/api/v1/creatives/report", headers=auth(other.api_key)).get_json()["items"] == []
