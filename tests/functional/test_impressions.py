@@ -55,10 +55,15 @@ def test_unknown_code_still_answers_a_gif_and_records_nothing(app, client):
 
 def test_impressions_go_to_the_database_when_redis_is_down(app, client):
     m, offer, code = link_code(client)
-    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    real_url = app.config.get("REDIS_URL")
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
     app.extensions.pop("partnernet_links", None)
-    for _ in range(3):
-        assert client.get(f"/i/{code}/3.gif", headers={"User-Agent": UA}).status_code == 200
+    try:
+        for _ in range(3):
+            assert client.get(f"/i/{code}/3.gif", headers={"User-Agent": UA}).status_code == 200
+    finally:
+        app.config["REDIS_URL"] = real_url
+        app.extensions.pop("partnernet_links", None)
     rows = impressions()
     assert [r[1] for r in rows].count(True) == 1 and len(rows) == 3
 
