@@ -68,39 +68,3 @@ def test_variant_location_keeps_the_tracking_query():
     loc = variant_location("https://shop.example/landing?src=aff&utm_source=x&click_id=abc",
                            "https://www.shop.example/b?v=2")
     assert loc == "https://www.shop.example/b?v=2&src=aff&utm_source=x&click_id=abc"
-
-
-def test_redirect_picks_a_sticky_variant_and_records_it_and_the_creative(app, client, shop):
-    from sqlalchemy import select
-
-    from partnernet.extensions import db
-    from partnernet.links.models import Click
-    from tests.factories import make_partner
-
-    m, offer = shop
-    a, b = put(client, shop, [{"name": "A", "url": "https://shop.example/a", "weight": 1},
-                              {"name": "B", "url": "https://shop.example/b", "weight": 1}]).get_json()
-    partner = make_partner(m.merchant.id)
-    code = client.post("/api/v1/links", json={"offer_id": offer.id, "partner_id": partner.id},
-                       headers=auth(m.api_key)).get_json()["code"]
-    seen = {}
-    for i in range(12):
-        vid = f"visitor-{i:02d}-abcdefghijkl"
-        client.set_cookie("pn_vid", vid)
-        first = client.get(f"/r/{code}?cr=5", headers={"User-Agent": "Mozilla/5.0 Firefox"})
-        again = client.get(f"/r/{code}", headers={"User-Agent": "Mozilla/5.0 Firefox"})
-        assert first.status_code == 302
-        path = first.headers["Location"].split("?")[0]
-        assert again.headers["Location"].split("?")[0] == path  # sticky
-        assert "click_id=" in first.headers["Location"]
-        seen[vid] = path
-    assert set(seen.values()) == {"https://shop.example/a", "https://shop.example/b"}
-    from partnernet.links.buffer import flush_clicks
-
-    flush_clicks()
-    db.session.rollback()
-    clicks = db.session.execute(select(Click.visitor_id, Click.variant_id, Click.creative_id)).all()
-    assert len(clicks) == 24
-    ids = {"https://shop.example/a": a["id"], "https://shop.example/b": b["id"]}
-    assert all(variant == ids[seen[vid]] for vid, variant, _ in clicks)
-    assert sorted(c for _, _, c in clicks if c) == [5] * 12
