@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "id", "created_at", "link_id", "merchant_id", "offer_id", "partner_id", "ip_truncated",
     "ip_hash", "user_agent", "referer", "sub1", "sub2", "sub3", "sub4", "sub5", "visitor_id",
-    "is_unique", "is_bot", "paid_ads_param", "country", "variant_id", "creative_id",
+    "is_unique", "is_bot", "paid_ads_param", "country",
 )
 #: A click stays readable under its id this long if no flush removes it first.
 CLICK_KEY_TTL = 3600
@@ -144,7 +144,6 @@ def encode(row: dict[str, Any]) -> str:
 def decode(payload: bytes | str, unique: bytes | str | int) -> dict[str, Any]:
     """The click row of a buffered payload."""
     values = json.loads(payload)
-    values += [None] * (len(COLUMNS) - len(values))  # entries buffered before a column was added
     row = dict(zip(COLUMNS, values, strict=True))
     row["created_at"] = datetime.fromisoformat(row["created_at"])
     row["is_unique"] = str(unique if not isinstance(unique, bytes) else unique.decode()) == "1"

@@ -100,10 +100,6 @@ class Click(db.Model):
     #: Name of a paid-ads click id found on the request (gclid, fbclid, ...), for fraud rules.
     paid_ads_param: Mapped[str | None] = mapped_column(String(16))
     country: Mapped[str | None] = mapped_column(String(2))
-    #: Landing split-test variant the redirect chose (creatives.LandingVariant), if any.
-    variant_id: Mapped[int | None] = mapped_column(BigInteger)
-    #: Creative whose snippet carried the click (``cr`` on the tracking URL), if any.
-    creative_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def _register_installer() -> None:

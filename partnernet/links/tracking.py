@@ -209,8 +209,6 @@ class Visit:
     visitor_id: str | None
     is_head: bool
     paid_ads_param: str | None
-    #: ``cr`` on the tracking URL: the creative whose snippet was clicked.
-    creative_id: int | None = None
 
 
 def clean(value: str | None, limit: int) -> str | None:
@@ -303,17 +301,12 @@ def record_click(target: LinkTarget, visit: Visit) -> tuple[str, str]:
         "sub1": subs[0], "sub2": subs[1], "sub3": subs[2], "sub4": subs[3], "sub5": subs[4],
         "visitor_id": visit.visitor_id, "is_unique": False, "is_bot": is_bot,
         "paid_ads_param": visit.paid_ads_param, "country": None,
-        "variant_id": None, "creative_id": visit.creative_id,
     }
-    from partnernet.creatives.services import choose_landing  # split tests (cached, no SQL)
-
-    location, row["variant_id"] = choose_landing(target.offer_id, visit.visitor_id,
-                                                 target.location(click_id))
     fingerprint = None
     if not is_bot:
         digest = hashlib.sha256(f"{hashed}\x00{visit.user_agent}".encode()).hexdigest()
         fingerprint = digest[:24]
     if buffer.buffer_click(row, fingerprint) is None:
         buffer.write_click_to_database(row, check_unique=not is_bot)
-    return click_id, location
+    return click_id, target.location(click_id)
 

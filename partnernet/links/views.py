@@ -65,7 +65,6 @@ def visit_from_environ(environ: dict[str, Any]) -> tracking.Visit:
         visitor_id=visitor_id or tracking.new_visitor_id(),
         is_head=environ.get("REQUEST_METHOD") == "HEAD",
         paid_ads_param=tracking.paid_ads_param(args),
-        creative_id=int(cr) if (cr := args.get("cr", "")).isdigit() and len(cr) < 18 else None,
     )
 
 
