@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnernet import clock
@@ -41,6 +41,9 @@ class Merchant(db.Model):
     fraud_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     payout_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     click_retention_days: Mapped[int] = mapped_column(default=395)
+    #: No visitor cookie is set or read on this merchant's redirects and pixels; attribution
+    #: then relies on the click id and coupons alone (links/tracking.py).
+    cookieless: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
