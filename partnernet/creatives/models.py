@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
@@ -12,7 +22,8 @@ from partnernet.dbtypes import BigIntPK, UTCDateTime
 from partnernet.extensions import db
 
 CREATIVE_KINDS = ("banner", "text_link", "email", "social")
-CREATIVE_STATUSES = ("active", "paused", "archived")
+#: ``pending`` waits for the merchant's approval; partners see only ``active`` ones.
+CREATIVE_STATUSES = ("pending", "active", "paused", "archived")
 VARIANT_STATUSES = ("active", "ended")
 
 
@@ -80,4 +91,46 @@ class LandingVariant(db.Model):
     weight: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="active")
     is_winner: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class CreativeSettings(db.Model):
+    """A merchant's creative settings (one row per merchant; absent = the defaults)."""
+
+    __tablename__ = "creative_settings"
+
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    #: Fatigue: recent CTR this many percent below the launch CTR flags a creative.
+    fatigue_drop_percent: Mapped[int] = mapped_column(Integer, default=30)
+    #: Fatigue: a creative older than this many days is due for a refresh.
+    refresh_days: Mapped[int] = mapped_column(Integer, default=28)
+    #: Hosts a landing variant may point at besides the offer's own domain, one per line;
+    #: each allows the host and its subdomains.
+    variant_hosts: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+
+class CpmAccrual(db.Model):
+    """One day's CPM accrual of a partner on an offer: the unique, non-bot impressions and
+    their exact worth in thousandths of a minor unit; ``amount_minor`` is what the day paid
+    (the whole minor units reached, the rest carried to the next day). The unique
+    constraint makes the daily job idempotent."""
+
+    __tablename__ = "cpm_accruals"
+    __table_args__ = (UniqueConstraint("offer_id", "partner_id", "day", name="uq_cpm_accruals_day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    day: Mapped[date] = mapped_column(Date)
+    impressions: Mapped[int] = mapped_column(BigInteger)
+    #: The plan's (or override's) amount per 1,000 impressions that day, minor units.
+    rate_minor: Mapped[int] = mapped_column(BigInteger)
+    #: rate_minor × impressions: exact worth in thousandths of a minor unit.
+    value_milli: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    #: The commission paying ``amount_minor``; NULL when the day reached no whole minor unit.
+    commission_id: Mapped[int | None] = mapped_column(ForeignKey("commissions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -25,3 +25,5 @@ jobs.periodic("flush-impressions", "partnernet.creatives.tasks:flush_impressions
               "move buffered impressions from Redis into the database")
 jobs.periodic("creative-fatigue", "partnernet.creatives.tasks:flag_fatigued_creatives", 86400,
               "flag creatives whose CTR fell >30% or that are older than the refresh interval")
+jobs.periodic("accrue-cpm", "partnernet.commissions.cpm:accrue_cpm", 86400,
+              "Accrue yesterday's CPM commissions (one per partner × offer × day, remainders carried)")

@@ -13,7 +13,7 @@ from partnernet.accounts.models import Partner
 from partnernet.dbtypes import BigIntPK, UTCDateTime
 from partnernet.extensions import db
 
-PLAN_TYPES = ("cps", "cpa", "cpl", "cpc")
+PLAN_TYPES = ("cps", "cpa", "cpl", "cpc", "cpm")
 ATTRIBUTION_MODELS = ("last_click", "first_click")
 ATTRIBUTION_PRIORITIES = ("coupon_first", "click_first")
 OFFER_STATUSES = ("active", "paused", "archived")
