@@ -16,11 +16,14 @@ from partnernet.creatives.schemas import (
     CreativeListArgs,
     CreativeOut,
     CreativePatch,
+    CreativeSettingsIn,
+    CreativeSettingsOut,
     EndTestIn,
     ReportArgs,
     VariantOut,
     VariantsIn,
 )
+from partnernet.creatives.settings import get_settings, update_settings
 
 blp = Blueprint("creatives_api", __name__, url_prefix="/api/v1",
                 description="Creatives, impressions and landing-page split tests")
@@ -78,6 +81,20 @@ class CreativeReport(MethodView):
         rows = services.creative_report(merchant_id(), args.get("offer_id"), args.get("from_"),
                                         args.get("to"))
         return {"items": rows}
+
+
+@blp.route("/creatives/settings")
+class CreativeSettingsItem(MethodView):
+    @blp.response(200, CreativeSettingsOut)
+    def get(self) -> Any:
+        """Fatigue threshold (percent), refresh interval (days) and the variant-host allowlist."""
+        return get_settings(merchant_id()).view()
+
+    @blp.arguments(CreativeSettingsIn)
+    @blp.response(200, CreativeSettingsOut)
+    def put(self, data: dict[str, Any]) -> Any:
+        """Change the creative settings (fields left out keep their value)."""
+        return update_settings(merchant_id(), data).view()
 
 
 @blp.route("/offers/<int:offer_id>/variants")

@@ -27,3 +27,9 @@ class InvalidVariants(PartnernetError):
     status_code = 422
     code = "invalid_variants"
     message = "The landing variants were refused."
+
+
+class InvalidSettings(PartnernetError):
+    status_code = 422
+    code = "invalid_settings"
+    message = "The creative settings were refused."

@@ -74,3 +74,16 @@ class ReportArgs(Schema):
     offer_id = fields.Integer()
     from_ = fields.AwareDateTime(data_key="from")
     to = fields.AwareDateTime()
+
+
+class CreativeSettingsIn(Schema):
+    fatigue_drop_percent = fields.Integer(validate=validate.Range(min=1, max=99))
+    refresh_days = fields.Integer(validate=validate.Range(min=1, max=365))
+    variant_hosts = fields.List(fields.String(validate=validate.Length(max=253)),
+                                validate=validate.Length(max=50))
+
+
+class CreativeSettingsOut(Schema):
+    fatigue_drop_percent = fields.Integer()
+    refresh_days = fields.Integer()
+    variant_hosts = fields.List(fields.String())

@@ -203,10 +203,15 @@ def registrable_host(host: str) -> str:
     return ".".join(labels[-take:])
 
 
-def validate_variants(landing_url: str, variants: list[dict[str, Any]]) -> None:
-    """Weights positive integers; URLs http(s) on the offer landing URL's registrable host."""
+def validate_variants(landing_url: str, variants: list[dict[str, Any]],
+                      allowed_hosts: tuple[str, ...] = ()) -> None:
+    """Weights positive integers; URLs http(s) on the offer landing URL's registrable host or
+    on a host the merchant allows (its variant-host allowlist, subdomains included)."""
+    from partnernet.creatives.settings import host_allowed
+
     problems: dict[str, Any] = {}
     home = registrable_host(urlsplit(landing_url).hostname or "")
+    where = ", ".join((home, *allowed_hosts))
     names = set()
     for i, variant in enumerate(variants):
         weight = variant.get("weight")
@@ -215,8 +220,9 @@ def validate_variants(landing_url: str, variants: list[dict[str, Any]]) -> None:
         parts = urlsplit(variant.get("url") or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems[f"{i}.url"] = "must be an http or https URL"
-        elif registrable_host(parts.hostname) != home:
-            problems[f"{i}.url"] = f"must be on {home}, like the offer's landing URL"
+        elif registrable_host(parts.hostname) != home and not host_allowed(parts.hostname, allowed_hosts):
+            problems[f"{i}.url"] = (f"must be on {where}: the offer's domain or a host allowed "
+                                    "in the creative settings")
         if variant.get("name") in names:
             problems[f"{i}.name"] = "names must differ"
         names.add(variant.get("name"))
@@ -228,8 +234,10 @@ def validate_variants(landing_url: str, variants: list[dict[str, Any]]) -> None:
 
 def set_variants(merchant_id: int, offer_id: int, variants: list[dict[str, Any]]) -> list[LandingVariant]:
     """Start (or replace) the offer's split test; previous active variants end."""
+    from partnernet.creatives.settings import get_settings
+
     offer = get_offer(merchant_id, offer_id)
-    validate_variants(offer.landing_url, variants)
+    validate_variants(offer.landing_url, variants, get_settings(merchant_id).variant_hosts)
     for old in db.session.scalars(select(LandingVariant).where(
             LandingVariant.offer_id == offer.id, LandingVariant.status == "active")):
         old.status = "ended"

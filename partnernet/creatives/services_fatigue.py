@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from partnernet import clock
 from partnernet.creatives.fatigue import DayCount, detect
 from partnernet.creatives.models import Creative, Impression
+from partnernet.creatives.settings import Settings, get_settings
 from partnernet.extensions import db
 
 WINDOW_DAYS = 60
@@ -19,17 +20,18 @@ def daily_series(creative_id: int, since: date) -> list[DayCount]:
     """Unique non-bot impressions and non-bot clicks per day of one creative since ``since``."""
     from partnernet.links.models import Click
 
+    start = datetime.combine(since, time.min, tzinfo=UTC)
     day = func.date(Impression.created_at)
     imps = {str(d): n for d, n in db.session.execute(
         select(day, func.count()).where(Impression.creative_id == creative_id, Impression.is_bot.is_(False),
-                                        Impression.is_unique.is_(True), Impression.created_at >= since)
+                                        Impression.is_unique.is_(True), Impression.created_at >= start)
         .group_by(day))}
     clicks: dict[str, int] = {}
     if hasattr(Click, "creative_id"):
         cday = func.date(Click.created_at)
         clicks = {str(d): n for d, n in db.session.execute(
             select(cday, func.count()).where(Click.creative_id == creative_id, Click.is_bot.is_(False),
-                                             Click.created_at >= since).group_by(cday))}
+                                             Click.created_at >= start).group_by(cday))}
     days = sorted(set(imps) | set(clicks))
     return [DayCount(date.fromisoformat(d[:10]), imps.get(d, 0), clicks.get(d, 0)) for d in days]
 
@@ -39,10 +41,14 @@ def flag_fatigued() -> dict[str, Any]:
     now = clock.now()
     today = now.date()
     flagged = cleared = 0
+    by_merchant: dict[int, Settings] = {}
     for creative in db.session.scalars(select(Creative).where(Creative.status == "active")):
+        settings = by_merchant.get(creative.merchant_id)
+        if settings is None:
+            settings = by_merchant[creative.merchant_id] = get_settings(creative.merchant_id)
         started = (creative.starts_at or creative.created_at).date()
         result = detect(daily_series(creative.id, max(started, today - timedelta(days=WINDOW_DAYS))),
-                        started, today)
+                        started, today, drop=settings.fatigue_drop, refresh_days=settings.refresh_days)
         if result.tired:
             if creative.fatigued_at is None:
                 creative.fatigued_at = now
