@@ -1,24 +1,24 @@
-"""Impressions: the pixel's write path. Like clicks (links/buffer.py): one Redis round trip
-(a Lua script sets the one-day uniqueness key and appends to a stream), flushed in bulk by a
-job; without Redis, or while it is not answering, the impression goes straight to the database.
+"""Impressions: the pixel's write path, the clicks' buffer generalised (links/streams.py): one
+Redis round trip (a Lua script sets the one-day uniqueness key and appends to the stream, run
+by EVALSHA on the held per-thread connection the redirect uses), flushed in bulk by a job;
+without Redis, or while it is not answering, the impression goes straight to the database.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from partnernet import clock, tokens
 from partnernet.creatives.models import Impression
 from partnernet.extensions import db
 from partnernet.links import buffer
+from partnernet.links.streams import FLUSH_BATCH, StreamBuffer
 from partnernet.links.tracking import LinkTarget, Visit, ip_hash, is_crawler
 
 log = logging.getLogger(__name__)
@@ -27,58 +27,39 @@ COLUMNS = ("id", "created_at", "link_id", "merchant_id", "offer_id", "partner_id
            "ip_hash", "user_agent", "visitor_id", "is_unique", "is_bot")
 #: An impression is unique once per link, creative and viewer per day (CPM pays these).
 UNIQUE_WINDOW = 24 * 3600
-FLUSH_BATCH = 5000
 
 # KEYS: uniqueness key, stream.  ARGV: payload, window, check unique (1/0)
-_RECORD_LUA = """
+RECORD_IMPRESSION = buffer.Script("""
 local uniq = 0
 if ARGV[3] == '1' then
   if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then uniq = 1 end
 end
 redis.call('XADD', KEYS[2], '*', 'c', ARGV[1], 'u', uniq)
 return uniq
-"""
-_RECORD_SHA = hashlib.sha1(_RECORD_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
+""")
 
-
-def _stream() -> str:
-    return f"{current_app.config['REDIS_KEY_PREFIX']}impressions:buffer"
+#: The impressions' stream buffer (``<prefix>impressions:buffer``).
+IMPRESSIONS = StreamBuffer("impressions", "impressions", COLUMNS)
 
 
 def encode(row: dict[str, Any]) -> str:
-    values = [row.get(c) for c in COLUMNS]
-    values[1] = row["created_at"].isoformat()
-    return json.dumps(values, separators=(",", ":"))
+    return IMPRESSIONS.encode(row)
 
 
 def decode(payload: bytes | str, unique: bytes | str | int) -> dict[str, Any]:
-    row = dict(zip(COLUMNS, json.loads(payload), strict=True))
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
-    row["is_unique"] = str(unique.decode() if isinstance(unique, bytes) else unique) == "1"
-    return row
+    return IMPRESSIONS.decode(payload, unique)
 
 
 def insert_ignore(rows: list[dict[str, Any]]) -> None:
     """INSERT skipping ids already present (flush reruns and the fallback may overlap)."""
-    table = Impression.__table__
-    dialect = db.session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover
-        stmt = insert(table)
-    db.session.execute(stmt, rows)
+    IMPRESSIONS.insert_ignore(rows)
 
 
 def record_impression(target: LinkTarget, visit: Visit, creative_id: int | None) -> bool:
     """Record one impression (Redis buffer, else the database); returns whether it is unique."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if creative_id not in target.creative_ids:  # not a creative of this offer: the link's view
+        creative_id = None
     is_bot = visit.is_head or not visit.user_agent or is_crawler(visit.user_agent)
     hashed = ip_hash(visit.ip, app.config["SECRET_KEY"])
     row: dict[str, Any] = {
@@ -92,18 +73,11 @@ def record_impression(target: LinkTarget, visit: Visit, creative_id: int | None)
     client = buffer.click_redis(app)
     if client is not None:
         prefix = app.config["REDIS_KEY_PREFIX"]
-        keys = [f"{prefix}iuq:{target.link_id}:{creative_id or 0}:{viewer}", _stream()]
-        args = [encode(row), UNIQUE_WINDOW, 0 if is_bot else 1]
+        keys = [f"{prefix}iuq:{target.link_id}:{creative_id or 0}:{viewer}".encode(),
+                f"{prefix}impressions:buffer".encode()]
+        args = [encode(row).encode(), b"%d" % UNIQUE_WINDOW, b"0" if is_bot else b"1"]
         try:
-            try:
-                result = client.evalsha(_RECORD_SHA, 2, *keys, *args)
-            except Exception as exc:
-                import redis
-
-                if not isinstance(exc, redis.exceptions.NoScriptError):
-                    raise
-                result = client.eval(_RECORD_LUA, 2, *keys, *args)
-            return bool(int(result))
+            return bool(int(buffer.run_script(app, RECORD_IMPRESSION, keys, args)))
         except buffer.redis_errors() as exc:
             log.warning("Redis not answering (%s); impressions go to the database", exc.__class__.__name__)
             buffer.mark_redis_down(app)
@@ -136,25 +110,4 @@ def flush_impressions(batch_size: int = FLUSH_BATCH, max_batches: int = 40) -> d
     client = buffer.click_redis()
     if client is None:
         return {"flushed": 0, "buffer": None}
-    lock_key = f"{current_app.config['REDIS_KEY_PREFIX']}impressions:flush-lock"
-    token = secrets.token_hex(8)
-    if not client.set(lock_key, token, nx=True, ex=120):
-        return {"flushed": 0, "skipped": "another flush is running"}
-    flushed = 0
-    try:
-        for _ in range(max_batches):
-            entries = client.xrange(_stream(), count=batch_size)
-            if not entries:
-                break
-            rows = [decode(fields[b"c"], fields[b"u"]) for _, fields in entries]
-            insert_ignore(rows)
-            db.session.commit()
-            last_ms, _, last_seq = entries[-1][0].decode().partition("-")
-            client.xtrim(_stream(), minid=f"{last_ms}-{int(last_seq) + 1}", approximate=False)
-            flushed += len(rows)
-            if len(entries) < batch_size:
-                break
-    finally:
-        if client.get(lock_key) == token.encode():
-            client.delete(lock_key)
-    return {"flushed": flushed}
+    return IMPRESSIONS.flush(client, batch_size, max_batches)

@@ -1,14 +1,28 @@
-"""Public endpoints: the impression pixel and banner images."""
+"""Public endpoints: the impression pixel and banner images.
+
+Like the redirect (links/views.py), the pixel has two doors to the same code: a small WSGI
+layer answers ``GET|HEAD /i/<code>[/<creative id>].gif`` before Flask's request machinery
+runs (a cached link: no SQL, one Redis round trip), and the Flask views below answer the rest
+(a failure on the fast path hands over before anything is recorded).
+"""
 
 from __future__ import annotations
 
 import base64
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Flask, Response, abort, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from partnernet.creatives import pixel, services
 from partnernet.links import tracking
 from partnernet.links.views import _COOKIE_RE, visit_from_environ
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("creatives", __name__)
 
@@ -16,6 +30,21 @@ bp = Blueprint("creatives", __name__)
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 PIXEL_HEADERS = {"Content-Type": "image/gif", "Cache-Control": "no-store, no-cache, must-revalidate, private",
                  "Pragma": "no-cache", "Expires": "0"}
+#: What the fast path sends: the pixel's headers plus those the app adds to every answer.
+FAST_HEADERS = [*PIXEL_HEADERS.items(), ("Content-Length", str(len(GIF))),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "strict-origin-when-cross-origin"), ("X-Frame-Options", "DENY")]
+_PIXEL_PATH = re.compile(r"/i/([A-Za-z0-9_-]{1,32})(?:/([0-9]{1,18}))?\.gif")
+
+
+def pixel_visit(environ: dict[str, Any], target: tracking.LinkTarget) -> tracking.Visit:
+    """The viewer: only a visitor id it already carries says who it is (a fresh one would make
+    every view unique); none at all for a cookieless merchant."""
+    visit = visit_from_environ(environ, cookieless=True)
+    if not target.cookieless:
+        cookie = _COOKIE_RE.search(environ.get("HTTP_COOKIE", ""))
+        visit.visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
+    return visit
 
 
 def _pixel(code: str, creative_id: int | None) -> Response:
@@ -23,12 +52,7 @@ def _pixel(code: str, creative_id: int | None) -> Response:
     the GIF (a broken image on a partner's page helps no one) but record nothing."""
     target = tracking.lookup_link(code)
     if target is not None:
-        visit = visit_from_environ(request.environ)
-        cookie = _COOKIE_RE.search(request.environ.get("HTTP_COOKIE", ""))
-        # Only a visitor id the viewer already carries says who it is; a fresh one would make
-        # every view unique.
-        visit.visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
-        pixel.record_impression(target, visit, creative_id)
+        pixel.record_impression(target, pixel_visit(request.environ, target), creative_id)
     return Response(GIF, status=200, headers=PIXEL_HEADERS)
 
 
@@ -54,3 +78,46 @@ def creative_image(creative_id: int) -> Response:
     return Response(data, headers={"Content-Type": mime, "Cache-Control": "public, max-age=3600",
                                    "Content-Security-Policy": "default-src 'none'",
                                    "X-Content-Type-Options": "nosniff"})
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class PixelFastPath:
+    """WSGI layer in front of Flask: answers the pixel for a link found in the caches."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/i/") or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return self.wsgi_app(environ, start_response)
+        match = _PIXEL_PATH.fullmatch(path)
+        if match is None:
+            return self.wsgi_app(environ, start_response)
+        code, creative = match.groups()
+        with self.app.app_context():
+            try:
+                target = tracking.lookup_link(code)
+                if target is not None:
+                    pixel.record_impression(target, pixel_visit(environ, target),
+                                            int(creative) if creative else None)
+            except Exception:  # let Flask answer (and log) it; nothing was recorded
+                log.exception("pixel fast path failed on %s", code)
+                return self.wsgi_app(environ, start_response)
+        start_response("200 OK", FAST_HEADERS)
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [GIF]
+
+
+@bp.record_once
+def _install_fast_path(state: BlueprintSetupState) -> None:
+    """Wrap the app's WSGI callable (inside ProxyFix, so client addresses are already fixed)."""
+    app = state.app
+    outer = app.wsgi_app
+    if isinstance(outer, ProxyFix):
+        outer.app = PixelFastPath(app, outer.app)
+    else:
+        app.wsgi_app = PixelFastPath(app, outer)  # type: ignore[method-assign]
+

@@ -13,20 +13,18 @@ click goes straight to the database: a click that got its 302 is never lost.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import secrets
 import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import insert, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy import select
 
 from partnernet.extensions import db
 from partnernet.links.models import Click
+from partnernet.links.streams import FLUSH_BATCH, FLUSH_MAX_BATCHES, StreamBuffer
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +32,13 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "id", "created_at", "link_id", "merchant_id", "offer_id", "partner_id", "ip_truncated",
     "ip_hash", "user_agent", "referer", "sub1", "sub2", "sub3", "sub4", "sub5", "visitor_id",
-    "is_unique", "is_bot", "paid_ads_param", "country",
+    "is_unique", "is_bot", "paid_ads_param", "country", "variant_id", "creative_id",
 )
 #: A click stays readable under its id this long if no flush removes it first.
 CLICK_KEY_TTL = 3600
 UNIQUE_WINDOW = 3600
 #: After a Redis error, this process writes clicks to the database for this long.
 REDIS_BACKOFF_SECONDS = 5.0
-FLUSH_BATCH = 5000
-FLUSH_MAX_BATCHES = 40
 
 # KEYS: uniqueness key, stream, click key, visitor index
 # ARGV: payload, click id, score (epoch seconds), unique window, click ttl, check unique (1/0)
@@ -68,7 +64,7 @@ class _State:
         self.client: Any = None
         self.down_until = 0.0
         self.lock = threading.Lock()
-        #: One raw connection per thread for the redirect's script call (see ``_evalsha``).
+        #: One raw connection per thread for the redirect's script call (see ``run_script``).
         self.local = threading.local()
 
 
@@ -117,7 +113,7 @@ def _prefix() -> str:
 
 
 def stream_key() -> str:
-    return f"{_prefix()}clicks:buffer"
+    return CLICKS.key()
 
 
 def click_key(click_id: str) -> str:
@@ -134,25 +130,36 @@ def unique_key(link_id: int, fingerprint: str) -> str:
 
 # -- encoding ---------------------------------------------------------------------------
 
+def _drop_click_keys(pipe: Any, batch: list[list[Any]]) -> None:
+    """Flushed clicks resolve from the database now: their copies under the click id go."""
+    pipe.delete(*[click_key(values[0]) for values in batch])
+
+
+#: The clicks' stream buffer (``<prefix>clicks:buffer``).
+CLICKS = StreamBuffer("clicks", "clicks", COLUMNS, after_batch=_drop_click_keys)
+
+
 def encode(row: dict[str, Any]) -> str:
     """A click row as the JSON kept in Redis (``is_unique`` travels beside it)."""
-    values = [row.get(c) for c in COLUMNS]
-    values[1] = row["created_at"].isoformat()
-    return json.dumps(values, separators=(",", ":"))
+    return CLICKS.encode(row)
 
 
 def decode(payload: bytes | str, unique: bytes | str | int) -> dict[str, Any]:
-    """The click row of a buffered payload."""
-    values = json.loads(payload)
-    row = dict(zip(COLUMNS, values, strict=True))
-    row["created_at"] = datetime.fromisoformat(row["created_at"])
-    row["is_unique"] = str(unique if not isinstance(unique, bytes) else unique.decode()) == "1"
-    return row
+    """The click row of a buffered payload (older entries: the columns added since are NULL)."""
+    return CLICKS.decode(payload, unique)
 
 
 # -- the write path ---------------------------------------------------------------------
 
-_RECORD_SHA = hashlib.sha1(_RECORD_LUA.encode()).hexdigest().encode()  # noqa: S324 - Redis names scripts so
+class Script:
+    """A Lua script run by EVALSHA on a held per-thread connection (see ``run_script``)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest().encode()  # noqa: S324 - Redis names scripts so
+
+
+RECORD_CLICK = Script(_RECORD_LUA)
 
 
 def _pack(parts: list[bytes]) -> bytes:
@@ -163,24 +170,25 @@ def _pack(parts: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _evalsha(state: _State, parts: list[bytes]) -> Any:
-    """EVALSHA on this thread's own connection, packed here.
+def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
+    """EVALSHA on this thread's own connection, packed here; raises ``redis_errors()``.
 
     redis-py's generic command path costs several times the round trip itself in
-    CPU (pool checkout, argument encoding, retry wrappers); the redirect makes one
-    call per click, so it talks to one held connection directly.
+    CPU (pool checkout, argument encoding, retry wrappers); the redirect and the pixel
+    make one call per request, so they talk to one held connection directly.
     """
     import redis
 
+    state = _state(app)
     conn = getattr(state.local, "conn", None)
     if conn is None:
         conn = state.local.conn = state.client.connection_pool.make_connection()
-    command = _pack([b"EVALSHA", _RECORD_SHA, b"4", *parts])
+    command = _pack([b"EVALSHA", script.sha, b"%d" % len(keys), *keys, *args])
     try:
         conn.send_packed_command([command], check_health=False)
         return conn.read_response()
     except redis.exceptions.NoScriptError:
-        state.client.script_load(_RECORD_LUA)  # Redis restarted: load it again, then once more
+        state.client.script_load(script.source)  # Redis restarted: load it again, then once more
         conn.send_packed_command([command], check_health=False)
         return conn.read_response()
     except BaseException:
@@ -199,21 +207,22 @@ def buffer_click(row: dict[str, Any], fingerprint: str | None) -> bool | None:
     client = click_redis(app)
     if client is None:
         return None
-    state = _state(app)
     prefix = str(app.config["REDIS_KEY_PREFIX"])
     visitor = row.get("visitor_id")
     click_id = row["id"]
-    parts = [
+    keys = [
         f"{prefix}uq:{row['link_id']}:{fingerprint or '-'}".encode(),
         f"{prefix}clicks:buffer".encode(),
         f"{prefix}click:{click_id}".encode(),
         f"{prefix}vclicks:{visitor}:{row['offer_id']}".encode() if visitor else f"{prefix}vclicks:-".encode(),
+    ]
+    args = [
         encode(row).encode(), click_id.encode(), b"%d" % int(row["created_at"].timestamp()),
         b"%d" % UNIQUE_WINDOW, b"%d" % CLICK_KEY_TTL, b"1" if fingerprint else b"0",
         b"1" if visitor else b"0",
     ]
     try:
-        result = _evalsha(state, parts)
+        result = run_script(app, RECORD_CLICK, keys, args)
     except redis_errors() as exc:
         log.warning("Redis not answering (%s: %s); clicks go to the database for a few seconds",
                     exc.__class__.__name__, exc)
@@ -223,21 +232,8 @@ def buffer_click(row: dict[str, Any], fingerprint: str | None) -> bool | None:
 
 
 def insert_ignore(rows: list[dict[str, Any]]) -> None:
-    """INSERT the rows, skipping ids already there (the flush and the fallback may overlap)."""
-    table = Click.__table__
-    dialect = db.session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - other databases are not supported
-        stmt = insert(table)
-    db.session.execute(stmt, rows)
+    """INSERT click rows, skipping ids already there (the flush and the fallback may overlap)."""
+    CLICKS.insert_ignore(rows)
 
 
 def write_click_to_database(row: dict[str, Any], check_unique: bool) -> bool:
@@ -301,102 +297,14 @@ def buffer_length() -> int | None:
 
 # -- the flush --------------------------------------------------------------------------
 
-def _copy_rows(rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL: COPY straight into clicks; if some ids are already there (a rerun after a
-    flush died between commit and stream delete), COPY into a staging table and
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
-    import psycopg
-
-    conn = db.session.connection()
-    raw = conn.connection.driver_connection
-    cols = ", ".join(COLUMNS)
-    with raw.cursor() as cur:  # type: ignore[union-attr]
-        cur.execute("SAVEPOINT click_copy")
-        try:
-            with cur.copy(f"COPY clicks ({cols}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row[c] for c in COLUMNS])
-            cur.execute("RELEASE SAVEPOINT click_copy")
-            return
-        except psycopg.errors.UniqueViolation:
-            cur.execute("ROLLBACK TO SAVEPOINT click_copy")
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS clicks_stage "
-                    "(LIKE clicks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY clicks_stage ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in COLUMNS])
-        # Column names are the COLUMNS constant, never input.
-        cur.execute(f"INSERT INTO clicks ({cols}) SELECT {cols} FROM clicks_stage "  # noqa: S608
-                    "ON CONFLICT DO NOTHING")
-
-
 def _store_batch(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
-    """Insert one batch and commit; rows the database refuses are returned with the reason."""
-    try:
-        if db.session.get_bind().dialect.name == "postgresql":
-            _copy_rows(rows)
-        else:
-            insert_ignore(rows)
-        db.session.commit()
-        return []
-    except (DataError, IntegrityError) as exc:
-        db.session.rollback()
-        log.warning("click batch refused (%s); inserting row by row", exc.__class__.__name__)
-    except Exception as exc:
-        db.session.rollback()
-        # psycopg errors raised inside COPY are not wrapped by SQLAlchemy.
-        import psycopg
-
-        if not isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
-            raise
-    refused = []
-    for row in rows:
-        try:
-            with db.session.begin_nested():
-                insert_ignore([row])
-        except (DataError, IntegrityError) as exc:
-            refused.append((row, str(exc.orig)[:500]))
-    db.session.commit()
-    return refused
+    """Insert one batch of click rows and commit; refused rows come back with the reason."""
+    return CLICKS.store_batch([[row.get(c) for c in COLUMNS] for row in rows])
 
 
 def flush_clicks(batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:
-    """Move buffered clicks into the database in bulk. Idempotent; one flush at a time.
-
-    Entries are deleted from the stream only after their batch is committed; a rerun
-    after a crash re-inserts them with ON CONFLICT DO NOTHING, so nothing is doubled.
-    Rows the database refuses go to a dead-letter stream instead of blocking the buffer.
-    """
+    """Move buffered clicks into the database in bulk (see ``StreamBuffer.flush``)."""
     client = click_redis()
     if client is None:
         return {"flushed": 0, "buffer": None}
-    lock_key = f"{_prefix()}clicks:flush-lock"
-    token = secrets.token_hex(8)
-    if not client.set(lock_key, token, nx=True, ex=120):
-        return {"flushed": 0, "skipped": "another flush is running"}
-    flushed = refused_total = 0
-    try:
-        for _ in range(max_batches):
-            entries = client.xrange(stream_key(), count=batch_size)
-            if not entries:
-                break
-            rows = [decode(fields[b"c"], fields[b"u"]) for _, fields in entries]
-            refused = _store_batch(rows)
-            pipe = client.pipeline(transaction=False)
-            for row, reason in refused:
-                pipe.xadd(f"{_prefix()}clicks:dead", {"c": encode(row), "error": reason})
-            # Everything up to the batch's last id was in the batch (read from the start, one
-            # flusher at a time, ids only grow): trim up to it in one small command.
-            last_ms, _, last_seq = entries[-1][0].decode().partition("-")
-            pipe.xtrim(stream_key(), minid=f"{last_ms}-{int(last_seq) + 1}", approximate=False)
-            pipe.delete(*[click_key(row["id"]) for row in rows])
-            pipe.expire(lock_key, 120)
-            pipe.execute()
-            flushed += len(rows) - len(refused)
-            refused_total += len(refused)
-            if len(entries) < batch_size:
-                break
-    finally:
-        if client.get(lock_key) == token.encode():
-            client.delete(lock_key)
-    return {"flushed": flushed, "refused": refused_total}
+    return CLICKS.flush(client, batch_size, max_batches)

@@ -99,7 +99,13 @@ class Click(db.Model):
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Name of a paid-ads click id found on the request (gclid, fbclid, ...), for fraud rules.
     paid_ads_param: Mapped[str | None] = mapped_column(String(16))
+    #: ISO 3166-1 alpha-2 from the trusted proxy header (``COUNTRY_HEADER``), else NULL.
     country: Mapped[str | None] = mapped_column(String(2))
+    #: Landing split-test variant the redirect chose (creatives.LandingVariant), if any.
+    variant_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: Creative whose snippet carried the click (``cr`` on the tracking URL, checked against the
+    #: offer's creatives), if any.
+    creative_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def _register_installer() -> None:

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -27,7 +28,7 @@ from sqlalchemy import select
 
 from partnernet import clock, tokens
 from partnernet.extensions import db
-from partnernet.links import buffer
+from partnernet.links import buffer, invalidation  # noqa: F401 - registers the cache events
 from partnernet.links.models import Link
 from partnernet.offers.models import Offer
 
@@ -49,7 +50,9 @@ REDIS_LINK_TTL = 60
 
 @dataclass(frozen=True, slots=True)
 class LinkTarget:
-    """What a redirect needs of a link: ids, default subs, and the landing URL around the click id."""
+    """What a redirect needs of a link, all of it cached together (LRU and Redis) so a cached
+    redirect runs no SQL: ids, default subs, the landing URL around the click id, the offer's
+    running split-test variants, the ids of the offer's creatives and the merchant's cookie mode."""
 
     link_id: int
     merchant_id: int
@@ -60,19 +63,41 @@ class LinkTarget:
     head: str
     #: What follows the click id (the landing URL's ``#fragment``, if any).
     tail: str
+    #: Active landing variants: (variant id, weight, url, head, tail), control first.
+    variants: tuple[tuple[int, int, str, str, str], ...] = ()
+    #: Creatives of the offer a ``cr`` parameter may name (others are ignored).
+    creative_ids: frozenset[int] = frozenset()
+    #: The merchant's cookieless mode: no visitor cookie set or read.
+    cookieless: bool = False
 
     def location(self, click_id: str) -> str:
         """The landing URL carrying this click id."""
         return f"{self.head}{click_id}{self.tail}"
 
+    def landing(self, click_id: str, chooser: str) -> tuple[str, int | None]:
+        """(landing URL with the click id, variant id or None): without a split test the
+        offer's landing URL; with one, the variant ``chooser`` (the visitor) always gets."""
+        if not self.variants:
+            return f"{self.head}{click_id}{self.tail}", None
+        from partnernet.creatives.services import pick_variant
+
+        variant_id, _ = pick_variant(tuple(v[:3] for v in self.variants), chooser, self.offer_id)
+        for vid, _, _, head, tail in self.variants:
+            if vid == variant_id:
+                return f"{head}{click_id}{tail}", vid
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def dumps(self) -> str:
         return json.dumps([self.link_id, self.merchant_id, self.offer_id, self.partner_id,
-                           list(self.subs), self.head, self.tail])
+                           list(self.subs), self.head, self.tail, [list(v) for v in self.variants],
+                           sorted(self.creative_ids), self.cookieless])
 
     @classmethod
     def loads(cls, raw: bytes | str) -> LinkTarget:
-        link_id, merchant_id, offer_id, partner_id, subs, head, tail = json.loads(raw)
-        return cls(link_id, merchant_id, offer_id, partner_id, tuple(subs), head, tail)
+        (link_id, merchant_id, offer_id, partner_id, subs, head, tail, variants, creative_ids,
+         cookieless) = json.loads(raw)
+        return cls(link_id, merchant_id, offer_id, partner_id, tuple(subs), head, tail,
+                   tuple(tuple(v) for v in variants), frozenset(creative_ids), bool(cookieless))
 
 
 def landing_parts(landing_url: str, click_id_param: str, utm: dict[str, str]) -> tuple[str, str]:
@@ -89,12 +114,28 @@ def landing_parts(landing_url: str, click_id_param: str, utm: dict[str, str]) ->
     return head, tail
 
 
-def target_for(link: Link, offer: Offer) -> LinkTarget:
-    """The redirect target of a link (no database work)."""
+#: Stands for the click id while a variant's URL is built around it (never in a real URL).
+_CLICK_ID_MARK = "PNCLICKIDMARK7f3a9c"
+
+
+def target_for(link: Link, offer: Offer, variants: list[tuple[int, int, str]] | None = None,
+               creative_ids: frozenset[int] = frozenset(), cookieless: bool = False) -> LinkTarget:
+    """The redirect target of a link (no database work): ``variants`` are the offer's active
+    landing variants as (id, weight, url), control first."""
+    from partnernet.creatives.services import variant_location
+
     utm = {f: getattr(link, f) for f in UTM_FIELDS if getattr(link, f)}
     head, tail = landing_parts(offer.landing_url, offer.click_id_param or "click_id", utm)
+    built = []
+    for variant_id, weight, url in variants or ():
+        # The same rule as creatives.variant_location, applied once here, not per click.
+        v_head, mark, v_tail = variant_location(f"{head}{_CLICK_ID_MARK}{tail}", url).partition(
+            _CLICK_ID_MARK)
+        if mark:
+            built.append((variant_id, weight, url, v_head, v_tail))
     return LinkTarget(link.id, link.merchant_id, link.offer_id, link.partner_id,
-                      (link.sub1, link.sub2, link.sub3, link.sub4, link.sub5), head, tail)
+                      (link.sub1, link.sub2, link.sub3, link.sub4, link.sub5), head, tail,
+                      tuple(built), creative_ids, cookieless)
 
 
 class _LocalCache:
@@ -137,18 +178,32 @@ def _local(app: Flask) -> _LocalCache:
 
 
 def _link_key(code: str) -> str:
-    return f"{current_app.config['REDIS_KEY_PREFIX']}link:{code}"
+    # v2: the entry carries variants, creatives and the cookie mode (older entries are not read).
+    return f"{current_app.config['REDIS_KEY_PREFIX']}link2:{code}"
 
 
 def _load_target(code: str) -> LinkTarget | None:
-    row = db.session.execute(select(Link, Offer).join(Offer, Offer.id == Link.offer_id).where(
-        Link.code == code)).first()
+    from partnernet.accounts.models import Merchant
+    from partnernet.creatives.models import Creative, LandingVariant
+
+    row = db.session.execute(select(Link, Offer, Merchant.cookieless)
+                             .join(Offer, Offer.id == Link.offer_id)
+                             .join(Merchant, Merchant.id == Link.merchant_id)
+                             .where(Link.code == code)).first()
     if row is None:
         return None
-    link, offer = row
+    link, offer, cookieless = row
     if link.status != "active" or offer.status == "archived":
         return None
-    return target_for(link, offer)
+    variants = db.session.execute(select(LandingVariant.id, LandingVariant.weight, LandingVariant.url)
+                                  .where(LandingVariant.offer_id == offer.id,
+                                         LandingVariant.status == "active")
+                                  .order_by(LandingVariant.id)).all()
+    creatives = db.session.scalars(select(Creative.id).where(
+        Creative.offer_id == offer.id, Creative.merchant_id == link.merchant_id,
+        Creative.status != "archived"))
+    return target_for(link, offer, [tuple(v) for v in variants] if len(variants) >= 2 else None,
+                      frozenset(creatives), bool(cookieless))
 
 
 def lookup_link(code: str) -> LinkTarget | None:
@@ -186,14 +241,24 @@ def lookup_link(code: str) -> LinkTarget | None:
 
 def forget_link(code: str) -> None:
     """Drop a link from the caches after a change (other processes' LRUs expire in seconds)."""
+    forget_links([code])
+
+
+def forget_links(codes: Iterable[str]) -> None:
+    """Drop links from this process's LRU and from Redis (other processes' LRUs expire in seconds)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    _local(app).drop(code)
+    codes = list(codes)
+    local = _local(app)
+    for code in codes:
+        local.drop(code)
     client = buffer.click_redis(app)
-    if client is not None:
-        try:
-            client.delete(_link_key(code))
-        except buffer.redis_errors():
-            buffer.mark_redis_down(app)
+    if client is None or not codes:
+        return
+    try:
+        for start in range(0, len(codes), 1000):
+            client.delete(*[_link_key(code) for code in codes[start:start + 1000]])
+    except buffer.redis_errors():
+        buffer.mark_redis_down(app)
 
 
 # -- the visit ---------------------------------------------------------------------------
@@ -209,6 +274,10 @@ class Visit:
     visitor_id: str | None
     is_head: bool
     paid_ads_param: str | None
+    #: ``cr`` on the tracking URL: the creative whose snippet was clicked (checked later).
+    creative_id: int | None = None
+    #: Two upper-case letters from the trusted country header, else None.
+    country: str | None = None
 
 
 def clean(value: str | None, limit: int) -> str | None:
@@ -293,6 +362,10 @@ def record_click(target: LinkTarget, visit: Visit) -> tuple[str, str]:
     is_bot = visit.is_head or not visit.user_agent or is_crawler(visit.user_agent)
     hashed = ip_hash(visit.ip, current_app.config["SECRET_KEY"])
     subs = tuple(given or default for given, default in zip(visit.subs, target.subs, strict=True))
+    device = hashlib.sha256(f"{hashed}\x00{visit.user_agent}".encode()).hexdigest()[:24]
+    # Sticky per visitor: the cookie's id; without one (cookieless merchants) the device.
+    location, variant_id = target.landing(click_id, visit.visitor_id or device)
+    creative_id = visit.creative_id if visit.creative_id in target.creative_ids else None
     row: dict[str, Any] = {
         "id": click_id, "created_at": clock.now(), "link_id": target.link_id,
         "merchant_id": target.merchant_id, "offer_id": target.offer_id,
@@ -300,13 +373,10 @@ def record_click(target: LinkTarget, visit: Visit) -> tuple[str, str]:
         "user_agent": visit.user_agent, "referer": visit.referer,
         "sub1": subs[0], "sub2": subs[1], "sub3": subs[2], "sub4": subs[3], "sub5": subs[4],
         "visitor_id": visit.visitor_id, "is_unique": False, "is_bot": is_bot,
-        "paid_ads_param": visit.paid_ads_param, "country": None,
+        "paid_ads_param": visit.paid_ads_param, "country": visit.country,
+        "variant_id": variant_id, "creative_id": creative_id,
     }
-    fingerprint = None
-    if not is_bot:
-        digest = hashlib.sha256(f"{hashed}\x00{visit.user_agent}".encode()).hexdigest()
-        fingerprint = digest[:24]
+    fingerprint = None if is_bot else device
     if buffer.buffer_click(row, fingerprint) is None:
         buffer.write_click_to_database(row, check_unique=not is_bot)
-    return click_id, target.location(click_id)
-
+    return click_id, location

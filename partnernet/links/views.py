@@ -10,8 +10,10 @@ the 404 page, errors) exactly the same way.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,27 +51,70 @@ def query_args(environ: dict[str, Any]) -> dict[str, str]:
     return args
 
 
-def visit_from_environ(environ: dict[str, Any]) -> tracking.Visit:
+#: A creative id on ``cr``: digits, short enough for a BIGINT.
+_CREATIVE_RE = re.compile(r"[0-9]{1,18}")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+
+
+@lru_cache(maxsize=8)
+def _environ_key(header: str) -> str:
+    """The WSGI environ key of an HTTP header name (``CF-IPCountry`` → ``HTTP_CF_IPCOUNTRY``)."""
+    return "HTTP_" + header.strip().upper().replace("-", "_")
+
+
+def country_header(app: Flask) -> str | None:
+    """The environ key of the trusted country header, if configured.
+
+    ``COUNTRY_HEADER`` in the app config, else the ``PARTNERNET_COUNTRY_HEADER`` environment
+    variable (e.g. ``CF-IPCountry``, set by a CDN in front of us). Only configure a header
+    the proxy in front always sets or strips: a client could otherwise send it.
+    """
+    header = app.config.get("COUNTRY_HEADER", os.environ.get("PARTNERNET_COUNTRY_HEADER"))
+    return _environ_key(header) if header else None
+
+
+def country_from_environ(environ: dict[str, Any], key: str | None) -> str | None:
+    """Two upper-case letters from the trusted header, else None. ``XX`` (Cloudflare's
+    "unknown") is None too; no GeoIP lookup is made."""
+    if key is None:
+        return None
+    value = environ.get(key)
+    if value and _COUNTRY_RE.fullmatch(value) and value != "XX":
+        return str(value)
+    return None
+
+
+def visit_from_environ(environ: dict[str, Any], cookieless: bool = False) -> tracking.Visit:
     """The visit a request describes, cleaned (a malformed visitor cookie gets a new id).
 
     Read from the WSGI environ directly: the same code serves the fast path and the view.
+    ``cookieless`` (the merchant's mode): the visitor cookie is neither read nor issued.
     """
     args = query_args(environ)
-    cookie = _COOKIE_RE.search(environ.get("HTTP_COOKIE", ""))
-    visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
+    visitor_id = None
+    if not cookieless:
+        cookie = _COOKIE_RE.search(environ.get("HTTP_COOKIE", ""))
+        visitor_id = (tracking.valid_visitor_id(cookie.group(1) if cookie else None)
+                      or tracking.new_visitor_id())
+    creative = args.get("cr", "")
     return tracking.Visit(
         ip=environ.get("REMOTE_ADDR"),
         user_agent=tracking.clean(environ.get("HTTP_USER_AGENT"), 512),
         referer=tracking.clean(environ.get("HTTP_REFERER"), 1024),
         subs=tuple(tracking.clean(args.get(name), SUB_LENGTH) for name in SUB_NAMES),
-        visitor_id=visitor_id or tracking.new_visitor_id(),
+        visitor_id=visitor_id,
         is_head=environ.get("REQUEST_METHOD") == "HEAD",
         paid_ads_param=tracking.paid_ads_param(args),
+        creative_id=int(creative) if _CREATIVE_RE.fullmatch(creative) else None,
+        country=country_from_environ(environ, country_header(current_app._get_current_object())),  # type: ignore[attr-defined]
     )
 
 
-def redirect_headers(location: str, visitor_id: str, secure: bool) -> list[tuple[str, str]]:
-    """Location, no caching, and the visitor cookie (refreshed: the year runs from the last click)."""
+def redirect_headers(location: str, visitor_id: str | None, secure: bool) -> list[tuple[str, str]]:
+    """Location, no caching, and the visitor cookie (refreshed: the year runs from the last
+    click); no cookie at all when there is no visitor id (cookieless merchants)."""
+    if visitor_id is None:
+        return [("Location", location), *STATIC_HEADERS]
     cookie = (f"{tracking.VISITOR_COOKIE}={visitor_id}; Max-Age={tracking.VISITOR_COOKIE_MAX_AGE}; "
               f"Path=/; HttpOnly; SameSite=Lax{'; Secure' if secure else ''}")
     return [("Location", location), ("Set-Cookie", cookie), *STATIC_HEADERS]
@@ -85,9 +130,9 @@ def redirect_click(code: str) -> Response:
     target = tracking.lookup_link(code)
     if target is None:
         return render_error(404, "link_not_found", "This link does not exist or is no longer active.")
-    visit = visit_from_environ(request.environ)
+    visit = visit_from_environ(request.environ, target.cookieless)
     _, location = tracking.record_click(target, visit)
-    return Response(status=302, headers=redirect_headers(location, visit.visitor_id or "",
+    return Response(status=302, headers=redirect_headers(location, visit.visitor_id,
                                                          _secure(request.environ)))
 
 
@@ -121,13 +166,13 @@ class RedirectFastPath:
                 return self.wsgi_app(environ, start_response)
             if target is None:
                 return self.wsgi_app(environ, start_response)
-            visit = visit_from_environ(environ)
+            visit = visit_from_environ(environ, target.cookieless)
             try:
                 _, location = tracking.record_click(target, visit)
             except Exception:
                 log.exception("redirect fast path could not record a click on %s", code)
                 return self.wsgi_app(environ, start_response)
-            headers = redirect_headers(location, visit.visitor_id or "", _secure(environ))
+            headers = redirect_headers(location, visit.visitor_id, _secure(environ))
         start_response("302 FOUND", headers)
         return [b""]
 

@@ -32,18 +32,39 @@ def impressions():
                               .order_by(Impression.created_at)).all()
 
 
+def make_creative(client, m, offer):
+    r = client.post(f"/api/v1/offers/{offer.id}/creatives", headers=auth(m.api_key),
+                    json={"kind": "text_link", "name": "CTA", "body": "Shop now"})
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()["id"]
+
+
 def test_pixel_answers_a_gif_and_counts_unique_and_bots(app, client):
     m, offer, code = link_code(client)
-    r = client.get(f"/i/{code}/7.gif", headers={"User-Agent": UA})
+    cid = make_creative(client, m, offer)
+    r = client.get(f"/i/{code}/{cid}.gif", headers={"User-Agent": UA})
     assert r.status_code == 200 and r.mimetype == "image/gif" and r.data.startswith(b"GIF89a")
     assert "no-store" in r.headers["Cache-Control"]
-    client.get(f"/i/{code}/7.gif", headers={"User-Agent": UA})
+    client.get(f"/i/{code}/{cid}.gif", headers={"User-Agent": UA})
     client.get(f"/i/{code}.gif", headers={"User-Agent": UA})
-    client.get(f"/i/{code}/7.gif", headers={"User-Agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+    client.get(f"/i/{code}/{cid}.gif", headers={"User-Agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
     flush(app)
     rows = impressions()
     assert sorted(rows, key=lambda r: (r[0] or 0, r[2], not r[1])) == [
-        (None, True, False), (7, True, False), (7, False, False), (7, False, True)]
+        (None, True, False), (cid, True, False), (cid, False, False), (cid, False, True)]
+
+
+def test_a_creative_id_not_of_the_offer_is_recorded_as_none_and_is_no_new_unique(app, client):
+    """A partner varying the creative id in the pixel URL cannot mint unique (CPM) impressions."""
+    m, offer, code = link_code(client)
+    other_m = make_merchant()
+    other_offer = make_offer(other_m.merchant.id)
+    foreign = make_creative(client, other_m, other_offer)
+    for path in (f"/i/{code}.gif", f"/i/{code}/{foreign}.gif", f"/i/{code}/999999.gif"):
+        assert client.get(path, headers={"User-Agent": UA}).status_code == 200
+    flush(app)
+    assert sorted(impressions(), key=lambda r: not r[1]) == [
+        (None, True, False), (None, False, False), (None, False, False)]
 
 
 def test_unknown_code_still_answers_a_gif_and_records_nothing(app, client):
