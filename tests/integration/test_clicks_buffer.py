@@ -332,3 +332,84 @@ def test_installer_is_idempotent(app, needs_postgres):
     wanted = {partitions.partition_name(today + timedelta(days=d))
               for d in range(-1, partitions.DAYS_AHEAD + 1)}
     assert wanted <= set(first) and first == again
+
+
+# -- split tests, creatives and cookieless mode on the cached path ----------------------------
+
+def split_test_link(cookieless=False):
+    """A link whose offer runs a two-way split test and has a creative; the merchant's mode set."""
+    from partnernet.accounts.models import Merchant
+    from partnernet.creatives import services as creatives
+
+    link = make_link()
+    creatives.set_variants(link.merchant_id, link.offer_id, [
+        {"name": "A", "url": "https://shop.example/a", "weight": 1},
+        {"name": "B", "url": "https://shop.example/b", "weight": 1}])
+    creative = creatives.create_creative(link.merchant_id, link.offer_id,
+                                         {"kind": "text_link", "name": "CTA", "body": "Shop"})
+    db.session.get(Merchant, link.merchant_id).cookieless = cookieless
+    db.session.commit()
+    return link, creative.id
+
+
+@pytest.mark.parametrize("cookieless", [False, True])
+def test_cached_redirect_with_split_test_and_creative_runs_no_sql(app, client, needs_redis, cookieless):
+    link, creative_id = split_test_link(cookieless)
+    hit(client, link.code)  # loads link, variants, creatives and mode into the caches
+    paths = set()
+    with StatementCounter(db.engine) as counter:
+        for i in range(20):
+            client.set_cookie("pn_vid", f"visitor{i:02d}-abcdefghijkl")
+            r = client.get(f"/r/{link.code}?cr={creative_id}", headers={"User-Agent": UA},
+                           environ_base={"REMOTE_ADDR": f"192.0.2.{i}"})
+            assert r.status_code == 302
+            assert ("Set-Cookie" in r.headers) is not cookieless
+            paths.add(urlsplit(r.headers["Location"]).path)
+    assert counter.statements == []
+    assert paths == {"/a", "/b"}
+    assert buffer.flush_clicks()["flushed"] == 21
+    clicks = list(db.session.scalars(select(Click)))
+    assert sum(c.creative_id == creative_id for c in clicks) == 20
+    assert all(c.variant_id is not None for c in clicks)
+    assert all((c.visitor_id is None) is cookieless for c in clicks)
+
+
+def test_a_variant_change_leaves_no_stale_entry_in_redis_for_other_processes(app, app_factory, redis_url,
+                                                                             needs_redis):
+    from partnernet.creatives import services as creatives
+
+    link = make_link()
+    hit(app.test_client(), link.code)  # Redis holds the target without a split test
+    creatives.set_variants(link.merchant_id, link.offer_id, [
+        {"name": "A", "url": "https://shop.example/a", "weight": 1},
+        {"name": "B", "url": "https://shop.example/b", "weight": 1}])
+    other = app_factory(redis_url)  # another process: empty LRU, the same Redis
+    other.config["REDIS_KEY_PREFIX"] = app.config["REDIS_KEY_PREFIX"]
+    with other.app_context():
+        client = other.test_client()
+        paths = set()
+        for i in range(10):
+            client.set_cookie("pn_vid", f"visitor{i:02d}-abcdefghijkl")
+            r = client.get(f"/r/{link.code}", headers={"User-Agent": UA})
+            paths.add(urlsplit(r.headers["Location"]).path)
+        assert paths == {"/a", "/b"}
+        db.session.remove()
+    db.session.remove()
+
+
+def test_entries_buffered_by_the_previous_release_still_flush(app, client, needs_redis):
+    link = make_link()
+    new_id = hit(client, link.code)
+    old_columns = buffer.COLUMNS[:buffer.COLUMNS.index("country") + 1]  # before variant/creative
+    row = buffer.decode(buffer.encode({"id": "e" * 32, "created_at": clock.now(), "link_id": link.id,
+                                       "merchant_id": link.merchant_id, "offer_id": link.offer_id,
+                                       "partner_id": link.partner_id, "is_bot": False}), "1")
+    old_payload = buffer.encode(row)
+    import json
+
+    values = json.loads(old_payload)[:len(old_columns)]
+    buffer.click_redis().xadd(buffer.stream_key(), {"c": json.dumps(values), "u": "1"})
+    assert buffer.flush_clicks() == {"flushed": 2, "refused": 0}
+    stored = {c.id: c for c in db.session.scalars(select(Click))}
+    assert set(stored) == {new_id, "e" * 32}
+    assert stored["e" * 32].variant_id is None and stored["e" * 32].is_unique
