@@ -156,6 +156,55 @@ def end_sessions(user: User) -> None:
     db.session.commit()
 
 
+def reauthenticate(user: User, password: str) -> bool:
+    """Check the logged-in user's password again (fresh login); failures count toward the lockout.
+
+    Commits (the failure counter or the audit event)."""
+    now = clock.now()
+    if user.locked_until is not None and user.locked_until > now:
+        audit("reauth_refused_locked", user_id=user.id, merchant_id=user.merchant_id)
+        db.session.commit()
+        return False
+    if not user.password_hash or not check_password_hash(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= LOCKOUT_AFTER:
+            user.locked_until = now + LOCKOUT_FOR
+            user.failed_logins = 0
+            audit("account_locked", user_id=user.id, merchant_id=user.merchant_id)
+        audit("reauth_failed", user_id=user.id, merchant_id=user.merchant_id)
+        db.session.commit()
+        return False
+    user.failed_logins = 0
+    audit("reauthenticated", user_id=user.id, merchant_id=user.merchant_id)
+    db.session.commit()
+    return True
+
+
+def change_email(user: User, new_email: str) -> User:
+    """Change the email a user logs in with (a partner's profile email follows). Commits.
+
+    The caller has checked a fresh login; the audit event keeps only the domains."""
+    email = normalize_email(new_email)
+    if email == user.email:
+        return user
+    if _user_email_taken(email):
+        raise EmailTaken()
+    old = user.email
+    partner = db.session.get(Partner, user.partner_id) if user.partner_id is not None else None
+    if partner is not None and partner.email != old:
+        partner = None  # the profile has an email of its own: leave it
+    if partner is not None and db.session.scalar(select(Partner.id).where(
+            Partner.email == email, Partner.id != partner.id)) is not None:
+        raise EmailTaken()
+    user.email = email
+    if partner is not None:
+        partner.email = email
+    audit("email_changed", user_id=user.id, merchant_id=user.merchant_id,
+          old_domain=old.rpartition("@")[2], new_domain=email.rpartition("@")[2])
+    db.session.commit()
+    return user
+
+
 # -- partners -------------------------------------------------------------------------
 
 def program_membership(merchant_id: int, partner_id: int) -> Membership | None:

@@ -12,7 +12,9 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, Length
 
 from partnernet.accounts import services
-from partnernet.extensions import limiter
+from partnernet.accounts.fresh import fresh_login_required, mark_authenticated
+from partnernet.errors import PartnernetError
+from partnernet.extensions import db, limiter
 
 bp = Blueprint("accounts", __name__)
 
@@ -20,6 +22,14 @@ bp = Blueprint("accounts", __name__)
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class ReauthForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class EmailForm(FlaskForm):
+    email = EmailField("New email", validators=[DataRequired(), Email(), Length(max=254)])
 
 
 def safe_next(target: str | None, default: str) -> str:
@@ -48,6 +58,7 @@ def login() -> Any:
         if user is not None:
             session.clear()  # no fixation: a fresh session at login
             login_user(user)
+            mark_authenticated()
             return redirect(safe_next(request.args.get("next"), home_for(user)))
         flash("Wrong email or password, or the account is locked for a while.", "error")
         status = 401
@@ -64,3 +75,45 @@ def logout() -> Any:
     logout_user()
     session.clear()
     return redirect(url_for("accounts.login"))
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+def reauth() -> Any:
+    """Enter the password again before a sensitive change, then back to the page (local only)."""
+    form = ReauthForm()
+    target = safe_next(request.args.get("next"), home_for(current_user))
+    status = 200
+    if form.validate_on_submit():
+        if services.reauthenticate(current_user._get_current_object(), form.password.data or ""):
+            mark_authenticated()
+            return redirect(target)
+        flash("Wrong password, or the account is locked for a while.", "error")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("accounts/reauth.html", form=form, target=target), status
+
+
+@bp.route("/account/email", methods=["GET", "POST"])
+@login_required
+@fresh_login_required
+def change_email() -> Any:
+    """Change the email this account logs in with (needs a fresh login)."""
+    form = EmailForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.change_email(current_user._get_current_object(), form.email.data or "")
+        except PartnernetError as exc:
+            db.session.rollback()
+            form.email.errors = list(form.email.errors) + [exc.message]
+            status = 409
+        else:
+            flash("Your login email is changed.", "ok")
+            return redirect({"partner": url_for("portal.settings"),
+                             "merchant": url_for("admin.settings")}.get(current_user.role, "/"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("accounts/email.html", form=form), status

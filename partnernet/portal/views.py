@@ -10,6 +10,7 @@ from flask_login import current_user, login_required, login_user
 
 from partnernet.accounts import services as accounts
 from partnernet.accounts.exceptions import EmailTaken
+from partnernet.accounts.fresh import fresh_login_required, mark_authenticated
 from partnernet.accounts.models import Merchant, Partner
 from partnernet.admin.forms import choices
 from partnernet.admin.services import bar_chart, names
@@ -104,6 +105,7 @@ def join(merchant_id: int) -> Any:
             user = db.session.scalar(db.select(accounts.User).where(accounts.User.partner_id == partner.id))
             session.clear()
             login_user(user)
+            mark_authenticated()  # the password was just chosen
             flash("Welcome! Your application is pending the merchant's approval." if not approved
                   else f"Welcome to {merchant.name}'s program.", "ok")
             return redirect(url_for("portal.dashboard"))
@@ -213,8 +215,12 @@ def payouts() -> Any:
 
 @bp.route("/payouts/connect", methods=["GET", "POST"])
 @partner_required
+@fresh_login_required
 def payouts_connect() -> Any:
-    """Start (or resume) Stripe onboarding: a fresh Account Link, never stored nor logged."""
+    """Start (or resume) Stripe onboarding: a fresh Account Link, never stored nor logged.
+
+    It sets where the partner's money goes, so it needs a fresh login (password entered
+    in the last minutes) like an email change."""
     from partnernet.payouts.connect import start_partner_onboarding
 
     if request.method == "GET":  # Stripe's refresh_url: back to the button (a GET changes nothing)
