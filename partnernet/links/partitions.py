@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, tuple_
 
 # Table and partition names below are built from constants and dates, never from input.
 from sqlalchemy.engine import Connection, Engine
@@ -131,11 +131,44 @@ def install_partitions(engine: Engine | Connection) -> None:
         ensure_partitions(conn, clock.now().date())
 
 
-def maintain(now: datetime | None = None) -> dict[str, Any]:
-    """Periodic job: make partitions ahead, apply each merchant's click retention. Commits."""
-    from partnernet.accounts.models import Merchant
+#: Rows deleted per statement by retention on PostgreSQL (short locks, bounded WAL per commit).
+RETENTION_BATCH = 10_000
+
+
+def delete_older_rows(merchant_ids: list[int], cutoff: datetime, batch_size: int = RETENTION_BATCH) -> int:
+    """Delete these merchants' clicks older than ``cutoff``; commits. Batched on PostgreSQL
+    (one commit per batch, so a big purge never holds one long transaction), one plain
+    DELETE on SQLite. Returns the number of rows deleted."""
     from partnernet.extensions import db
     from partnernet.links.models import Click
+
+    if db.session.get_bind().dialect.name != "postgresql":
+        result = db.session.execute(delete(Click).where(
+            Click.merchant_id.in_(merchant_ids), Click.created_at < cutoff))
+        db.session.commit()
+        return int(result.rowcount or 0)
+    deleted = 0
+    while True:
+        # The (merchant_id, created_at) index finds the rows; created_at prunes to old partitions.
+        old = (select(Click.id, Click.created_at)
+               .where(Click.merchant_id.in_(merchant_ids), Click.created_at < cutoff)
+               .limit(batch_size))
+        result = db.session.execute(delete(Click).where(
+            tuple_(Click.id, Click.created_at).in_(old)))
+        db.session.commit()
+        deleted += int(result.rowcount or 0)
+        if (result.rowcount or 0) < batch_size:
+            return deleted
+
+
+def maintain(now: datetime | None = None, batch_size: int = RETENTION_BATCH) -> dict[str, Any]:
+    """Periodic job: make partitions ahead, apply each merchant's click retention. Commits.
+
+    Day partitions go once the longest retention of all merchants has passed them; the
+    rows of merchants with a shorter retention go by (batched) DELETE.
+    """
+    from partnernet.accounts.models import Merchant
+    from partnernet.extensions import db
 
     now = now or clock.now()
     conn = db.session.connection()
@@ -144,13 +177,14 @@ def maintain(now: datetime | None = None) -> dict[str, Any]:
     dropped: list[str] = []
     deleted = 0
     if retentions:
-        # A day partition goes when every merchant's retention has passed it...
         longest = max(retentions.values())
         dropped = drop_partitions_before(conn, (now - timedelta(days=longest)).date())
-        # ...and each merchant's older rows go row by row (pruned to the old days on PostgreSQL).
-        for merchant_id, days in retentions.items():
-            result = db.session.execute(delete(Click).where(
-                Click.merchant_id == merchant_id, Click.created_at < now - timedelta(days=days)))
-            deleted += result.rowcount or 0
     db.session.commit()
+    # Merchants grouped by retention: one batched DELETE per distinct retention. The longest
+    # group too: its rows in the partly kept cutoff day and in the default partition.
+    groups: dict[int, list[int]] = {}
+    for merchant_id, days in retentions.items():
+        groups.setdefault(days, []).append(merchant_id)
+    for days, merchant_ids in sorted(groups.items()):
+        deleted += delete_older_rows(merchant_ids, now - timedelta(days=days), batch_size)
     return {"created": made, "dropped": dropped, "deleted_rows": deleted}

@@ -321,6 +321,38 @@ def test_retention_on_a_plain_table_deletes_rows(app):
     assert stored_count() == 1
 
 
+def test_retention_deletes_shorter_retentions_in_batches_and_keeps_the_rest(app):
+    """Both databases: the partitions stay (the longest retention still wants them), the
+    short-retention merchant's old rows go in batches, nobody else's rows are touched."""
+    from partnernet.accounts.models import Merchant
+
+    now = datetime(2031, 9, 1, 12, 0, tzinfo=UTC)
+    short, same, long_ = make_link(), make_link(), make_link()
+    for link, days in ((short, 7), (same, 7), (long_, 400)):
+        db.session.get(Merchant, link.merchant_id).click_retention_days = days
+    db.session.commit()
+    rows = []
+    for link, ages in ((short, (1, 6, 8, 9, 20, 30, 31)), (same, (2, 8)), (long_, (8, 30, 399))):
+        for age in ages:
+            rows.append({"id": f"{len(rows):032x}", "created_at": now - timedelta(days=age, hours=1),
+                         "link_id": link.id, "merchant_id": link.merchant_id, "offer_id": link.offer_id,
+                         "partner_id": link.partner_id, "is_unique": True, "is_bot": False})
+    buffer.insert_ignore(rows)
+    db.session.commit()
+    result = partitions.maintain(now, batch_size=2)
+    assert result["deleted_rows"] == 6
+    # Only day partitions past the longest retention (400 days) may go (PostgreSQL).
+    assert all(name < partitions.partition_name((now - timedelta(days=400)).date())
+               for name in result["dropped"])
+    kept = sorted((c.merchant_id, (now - c.created_at).days) for c in db.session.scalars(select(Click)))
+    assert kept == sorted([(short.merchant_id, 1), (short.merchant_id, 6), (same.merchant_id, 2),
+                           (long_.merchant_id, 8), (long_.merchant_id, 30), (long_.merchant_id, 399)])
+    assert partitions.maintain(now, batch_size=2)["deleted_rows"] == 0
+    if db.engine.dialect.name == "postgresql":
+        db.session.rollback()
+        partitions.install_partitions(db.engine)
+
+
 def test_installer_is_idempotent(app, needs_postgres):
     partitions.install_partitions(db.engine)
     with db.engine.connect() as conn:
