@@ -1,6 +1,7 @@
 """The impression pixel: GIF with no-cache headers, impressions through the buffer or the database."""
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
 
 from partnernet.creatives.models import Impression
 from partnernet.extensions import db
@@ -102,3 +103,30 @@ def test_creative_report_counts_impressions_by_creative(app, client):
     assert row["impressions"] == 3 and row["unique_impressions"] == 3
     other = make_merchant()
     assert client.get("/api/v1/creatives/report", headers=auth(other.api_key)).get_json()["items"] == []
+
+
+def test_cached_pixel_runs_no_sql_and_answers_head_without_a_body(app, client, redis_url):
+    if not redis_url:
+        pytest.skip("needs REDIS_URL (without Redis each impression is an INSERT)")
+    m, offer, code = link_code(client)
+    cid = make_creative(client, m, offer)
+    client.get(f"/i/{code}.gif", headers={"User-Agent": UA})  # caches the link
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for i in range(10):
+            r = client.get(f"/i/{code}/{cid}.gif", headers={"User-Agent": f"{UA} {i}"})
+            assert r.status_code == 200 and r.data.startswith(b"GIF89a")
+        head = client.head(f"/i/{code}.gif", headers={"User-Agent": UA})
+        assert head.status_code == 200 and head.data == b"" and head.mimetype == "image/gif"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert statements == []
+    flush(app)
+    rows = impressions()
+    assert len(rows) == 12 and sum(r[0] == cid and r[1] for r in rows) == 10
+    assert sum(r[2] for r in rows) == 1  # the HEAD request is flagged as a bot
