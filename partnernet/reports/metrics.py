@@ -1,17 +1,18 @@
 """Every report metric, defined once, as pure functions of summed counts and minor units.
 
 Money metrics are computed per currency and never add two currencies. Ratios round
-through ``partnernet.money.prorate`` (the one rounding rule, half-up); a ratio whose
-denominator is zero is ``None`` (shown as ``null`` / an empty CSV cell).
+half-up (away from zero on a tie, ``partnernet.money``'s one rounding rule), computed
+exactly in integers: ``half_up(a, b)`` equals ``money.prorate(a, 1, b)`` and ``fixed``
+prints what ``str(Decimal(n).scaleb(-places))`` prints (tests hold them to that), so a
+report of thousands of rows needs no ``Decimal`` per cell. A ratio whose denominator is
+zero is ``None`` (shown as ``null`` / an empty CSV cell).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from partnernet.money import exponent, format_amount, prorate
+from partnernet.money import exponent
 
 #: The event name of sales and leads (the postback's ``event``); CPC accruals use ``_cpc``.
 SALE, LEAD, CPC_EVENT = "sale", "lead", "_cpc"
@@ -42,165 +43,14 @@ DEFINITIONS: dict[str, str] = {
     "rejected": "commissions rejected (their amounts are not in commission)",
 }
 
-
-@dataclass
-class ClickCounts:
-    """Summed click counts of one report group."""
-
-    clicks: int = 0
-    unique_clicks: int = 0
-    bot_clicks: int = 0
-
-    def add(self, clicks: int, unique_clicks: int, bot_clicks: int) -> None:
-        self.clicks += int(clicks)
-        self.unique_clicks += int(unique_clicks)
-        self.bot_clicks += int(bot_clicks)
-
-
-@dataclass
-class MoneyTotals:
-    """Summed conversions and money of one report group in one currency."""
-
-    conversions: int = 0
-    sales: int = 0
-    leads: int = 0
-    revenue_minor: int = 0
-    refunded_minor: int = 0
-    refunded_conversions: int = 0
-    commission_minor: int = 0
-    reversed_minor: int = 0
-    sale_commission_minor: int = 0
-    lead_commission_minor: int = 0
-    held: int = 0
-    rejected: int = 0
-    by_event: dict[str, int] = field(default_factory=dict)
-
-    def add_event(self, event: str, *, conversions: int, revenue_minor: int, refunded_minor: int,
-                  refunded_conversions: int, commission_minor: int, reversed_minor: int,
-                  held: int, rejected: int) -> None:
-        """Fold one event's sums (a rollup row or a raw aggregate row) into the totals."""
-        conversions, commission_minor, reversed_minor = (
-            int(conversions), int(commission_minor), int(reversed_minor))
-        net = commission_minor - reversed_minor
-        if event != CPC_EVENT:
-            self.conversions += conversions
-            self.by_event[event] = self.by_event.get(event, 0) + conversions
-        if event == SALE:
-            self.sales += conversions
-            self.sale_commission_minor += net
-        elif event == LEAD:
-            self.leads += conversions
-            self.lead_commission_minor += net
-        self.revenue_minor += int(revenue_minor)
-        self.refunded_minor += int(refunded_minor)
-        self.refunded_conversions += int(refunded_conversions)
-        self.commission_minor += commission_minor
-        self.reversed_minor += reversed_minor
-        self.held += int(held)
-        self.rejected += int(rejected)
-
-
-def percent(part: int, whole: int) -> str | None:
-    """``part ÷ whole`` in percent with 2 decimals (``"12.50"``), None when whole is 0."""
-    if whole <= 0:
-        return None
-    return str(Decimal(prorate(10_000, part, whole)).scaleb(-2))
-
-
-def ratio(part: int, whole: int) -> str | None:
-    """``part ÷ whole`` with 2 decimals (``"3.25"``), None when whole is 0."""
-    if whole <= 0:
-        return None
-    return str(Decimal(prorate(100, part, whole)).scaleb(-2))
-
-
-def money_per(minor: int, count: int, currency: str) -> str | None:
-    """An amount ÷ a count in major units with 2 more decimals than the currency has."""
-    if count <= 0:
-        return None
-    return str(Decimal(prorate(minor, 100, count)).scaleb(-(exponent(currency) + 2)))
-
-
-def conversion_rate(conversions: int, unique_clicks: int) -> str | None:
-    """conversions ÷ unique clicks, percent."""
-    return percent(conversions, unique_clicks)
-
-
-def net_commission(m: MoneyTotals) -> int:
-    """Commission earned: not-rejected commission amounts minus reversals."""
-    return m.commission_minor - m.reversed_minor
-
-
-def epc(m: MoneyTotals, c: ClickCounts, currency: str) -> str | None:
-    """Earnings per click: commission ÷ clicks."""
-    return money_per(net_commission(m), c.clicks, currency)
-
-
-def revenue_per_click(m: MoneyTotals, c: ClickCounts, currency: str) -> str | None:
-    """Revenue ÷ clicks."""
-    return money_per(m.revenue_minor, c.clicks, currency)
-
-
-def cpa(m: MoneyTotals, currency: str) -> str | None:
-    """Net commission on sales ÷ sales."""
-    return money_per_unit(m.sale_commission_minor, m.sales, currency)
-
-
-def cpl(m: MoneyTotals, currency: str) -> str | None:
-    """Net commission on leads ÷ leads."""
-    return money_per_unit(m.lead_commission_minor, m.leads, currency)
-
-
-def money_per_unit(minor: int, count: int, currency: str) -> str | None:
-    """An amount ÷ a count, rounded to the currency's minor unit (CPA, CPL)."""
-    if count <= 0:
-        return None
-    return format_amount(prorate(minor, 1, count), currency)
-
-
-def roas(m: MoneyTotals) -> str | None:
-    """Revenue ÷ commission."""
-    return ratio(m.revenue_minor, net_commission(m))
-
-
-def reversal_rate(m: MoneyTotals) -> str | None:
-    """Reversed commission ÷ commission before reversals, percent."""
-    return percent(m.reversed_minor, m.commission_minor)
-
-
-def row_metrics(c: ClickCounts, m: MoneyTotals | None, currency: str | None) -> dict[str, Any]:
-    """All metrics of one report row (one group in one currency, or no currency at all)."""
-    m = m or MoneyTotals()
-    row: dict[str, Any] = {
-        "currency": currency,
-        "clicks": c.clicks,
-        "unique_clicks": c.unique_clicks,
-        "bot_clicks": c.bot_clicks,
-        "conversions": m.conversions,
-        "sales": m.sales,
-        "leads": m.leads,
-        "conversion_rate": conversion_rate(m.conversions, c.unique_clicks),
-        "refunded_conversions": m.refunded_conversions,
-        "held": m.held,
-        "rejected": m.rejected,
-        "reversal_rate": reversal_rate(m),
-        "roas": roas(m),
-    }
-    if currency is None:
-        row.update(revenue=None, refunds=None, commission=None, epc=None,
-                   revenue_per_click=None, cpa=None, cpl=None)
-        return row
-    row.update(
-        revenue=format_amount(m.revenue_minor, currency),
-        refunds=format_amount(m.refunded_minor, currency),
-        commission=format_amount(net_commission(m), currency),
-        epc=epc(m, c, currency),
-        revenue_per_click=revenue_per_click(m, c, currency),
-        cpa=cpa(m, currency),
-        cpl=cpl(m, currency),
-    )
-    return row
-
+#: The money sums of one group in one currency, in this order (``MoneySums`` below):
+#: what the SQL of both report paths returns after the event pivot.
+MONEY_SUMS = ("conversions", "sales", "leads", "revenue_minor", "refunded_minor",
+              "refunded_conversions", "commission_minor", "reversed_minor",
+              "sale_commission_minor", "lead_commission_minor", "held", "rejected")
+(CONVERSIONS, SALES, LEADS, REVENUE, REFUNDED, REFUNDED_CONVERSIONS, COMMISSION, REVERSED,
+ SALE_COMMISSION, LEAD_COMMISSION, HELD, REJECTED) = range(len(MONEY_SUMS))
+NO_MONEY = (0,) * len(MONEY_SUMS)
 
 #: Column order of report rows (after the group keys); the CSV header follows it.
 METRIC_COLUMNS = (
@@ -208,3 +58,106 @@ METRIC_COLUMNS = (
     "conversion_rate", "revenue", "refunds", "refunded_conversions", "commission", "epc",
     "revenue_per_click", "cpa", "cpl", "roas", "reversal_rate", "held", "rejected",
 )
+
+_POW10 = tuple(10 ** i for i in range(12))
+_FIXED = tuple(f"%d.%0{i}d" for i in range(12))
+_EXPONENTS: dict[str, int] = {}
+
+
+# -- exact integer rounding and printing --------------------------------------------------
+
+def half_up(part: int, whole: int) -> int:
+    """``part ÷ whole`` (whole > 0) rounded half-up, away from zero on a tie: exact."""
+    if part >= 0:
+        return (2 * part + whole) // (2 * whole)
+    return -((whole - 2 * part) // (2 * whole))
+
+
+def fixed(n: int, places: int) -> str:
+    """``n × 10**-places`` as a plain decimal string: ``fixed(1250, 2) == "12.50"``."""
+    if places == 0:
+        return str(n)
+    if n < 0:
+        return "-" + _FIXED[places] % divmod(-n, _POW10[places])
+    return _FIXED[places] % divmod(n, _POW10[places])
+
+
+# -- the metrics ---------------------------------------------------------------------------
+
+def percent(part: int, whole: int) -> str | None:
+    """``part ÷ whole`` in percent with 2 decimals (``"12.50"``), None when whole is 0."""
+    if whole <= 0:
+        return None
+    return fixed(half_up(10_000 * part, whole), 2)
+
+
+def ratio(part: int, whole: int) -> str | None:
+    """``part ÷ whole`` with 2 decimals (``"3.25"``), None when whole is 0."""
+    if whole <= 0:
+        return None
+    return fixed(half_up(100 * part, whole), 2)
+
+
+def per_click(minor: int, clicks: int, exp: int) -> str | None:
+    """An amount ÷ clicks in major units with 2 more decimals than the currency's ``exp``."""
+    if clicks <= 0:
+        return None
+    return fixed(half_up(100 * minor, clicks), exp + 2)
+
+
+def per_unit(minor: int, count: int, exp: int) -> str | None:
+    """An amount ÷ a count, rounded to the currency's minor unit (``exp`` decimals)."""
+    if count <= 0:
+        return None
+    return fixed(half_up(minor, count), exp)
+
+
+def money_per(minor: int, count: int, currency: str) -> str | None:
+    """``per_click`` in ``currency``."""
+    return per_click(minor, count, exponent(currency))
+
+
+def money_per_unit(minor: int, count: int, currency: str) -> str | None:
+    """``per_unit`` in ``currency``."""
+    return per_unit(minor, count, exponent(currency))
+
+
+def conversion_rate(conversions: int, unique_clicks: int) -> str | None:
+    """conversions ÷ unique clicks, percent."""
+    return percent(conversions, unique_clicks)
+
+
+def roas(revenue_minor: int, net_commission_minor: int) -> str | None:
+    """Revenue ÷ net commission."""
+    return ratio(revenue_minor, net_commission_minor)
+
+
+def reversal_rate(reversed_minor: int, commission_minor: int) -> str | None:
+    """Reversed commission ÷ commission before reversals, percent."""
+    return percent(reversed_minor, commission_minor)
+
+
+def metric_values(clicks: int, unique_clicks: int, bot_clicks: int, m: Any,
+                  currency: str | None) -> tuple[Any, ...]:
+    """The metrics of one report row (one group in one currency, or none), in
+    ``METRIC_COLUMNS`` order; ``m`` holds the row's ``MONEY_SUMS`` (or ``NO_MONEY``).
+
+    - commission (net) = commission before reversals − reversed;
+    - epc = net commission ÷ clicks, revenue_per_click = revenue ÷ clicks;
+    - cpa = net commission on sales ÷ sales, cpl = net commission on leads ÷ leads.
+    """
+    net = m[COMMISSION] - m[REVERSED]
+    head = (clicks, unique_clicks, bot_clicks, m[CONVERSIONS], m[SALES], m[LEADS],
+            conversion_rate(m[CONVERSIONS], unique_clicks))
+    ratios = (roas(m[REVENUE], net), reversal_rate(m[REVERSED], m[COMMISSION]), m[HELD],
+              m[REJECTED])
+    if currency is None:
+        return (None, *head, None, None, m[REFUNDED_CONVERSIONS], None, None, None, None, None,
+                *ratios)
+    exp = _EXPONENTS.get(currency)
+    if exp is None:
+        exp = _EXPONENTS[currency] = exponent(currency)
+    return (currency, *head, fixed(m[REVENUE], exp), fixed(m[REFUNDED], exp),
+            m[REFUNDED_CONVERSIONS], fixed(net, exp), per_click(net, clicks, exp),
+            per_click(m[REVENUE], clicks, exp), per_unit(m[SALE_COMMISSION], m[SALES], exp),
+            per_unit(m[LEAD_COMMISSION], m[LEADS], exp), *ratios)

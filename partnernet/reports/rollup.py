@@ -24,15 +24,18 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Date,
     and_,
     case,
     cast,
     delete,
     func,
+    literal,
     or_,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.orm import aliased
 
@@ -42,7 +45,7 @@ from partnernet.commissions.models import Commission
 from partnernet.conversions.models import Conversion
 from partnernet.extensions import db
 from partnernet.links.models import Click
-from partnernet.reports.metrics import CPC_EVENT
+from partnernet.reports.metrics import CPC_EVENT, LEAD, SALE
 from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
 
 #: The rollup grain (besides event and currency on the money side).
@@ -142,6 +145,12 @@ def _filters(filters: dict[str, Any], *, offer: Any, partner: Any, subs: Any, co
     return conds
 
 
+def _needs_click(dims: Sequence[str], filters: dict[str, Any] | None) -> bool:
+    """Whether a money aggregate must join the conversion's click (sub ids, country)."""
+    wanted = set(dims) | {k for k, v in (filters or {}).items() if v is not None}
+    return bool(wanted & {*SUBS, "country"})
+
+
 def raw_click_select(dims: Sequence[str], scope: Scope | None, conds: Iterable[Any] = (),
                      filters: dict[str, Any] | None = None) -> Any:
     """Click counts grouped by ``dims`` straight from ``clicks``."""
@@ -183,7 +192,9 @@ def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: t
                    _summed(Conversion.amount_minor).label("revenue_minor"),
                    _summed(Conversion.refunded_minor).label("refunded_minor"),
                    _counted(refunded).label("refunded_conversions"))
-            .select_from(Conversion).outerjoin(ck, ck.id == Conversion.click_id))
+            .select_from(Conversion))
+    if _needs_click(dims, filters):
+        stmt = stmt.outerjoin(ck, ck.id == Conversion.click_id)
     if "channel" in dims or (filters or {}).get("channel") is not None:
         stmt = stmt.join(Partner, Partner.id == Conversion.partner_id)
     where = []
@@ -220,8 +231,9 @@ def raw_commission_select(dims: Sequence[str], scope: Scope | None, day_range: t
                    _counted(Commission.status == "held").label("held_commissions"),
                    _counted(Commission.status == "rejected").label("rejected_commissions"))
             .select_from(Commission)
-            .outerjoin(cv, cv.id == Commission.conversion_id)
-            .outerjoin(ck, ck.id == cv.click_id))
+            .outerjoin(cv, cv.id == Commission.conversion_id))
+    if _needs_click(dims, filters):
+        stmt = stmt.outerjoin(ck, ck.id == cv.click_id)
     if "channel" in dims or (filters or {}).get("channel") is not None:
         stmt = stmt.join(Partner, Partner.id == Commission.partner_id)
     where = []
@@ -250,6 +262,48 @@ def merge_money_rows(dims: Sequence[str], conversion_rows: Iterable[Any],
             for name in measures:
                 slot[name] += int(m[name])
     return merged
+
+
+def money_sums(c: Any) -> list[Any]:
+    """The ``metrics.MONEY_SUMS`` aggregates over per-event money rows ``c`` (the columns of
+    the conversion rollups, or of ``raw_money_events``): events pivoted into sales, leads
+    and their commissions; grouped by the caller (dims and currency)."""
+    def total(expr: Any) -> Any:
+        return cast(func.coalesce(func.sum(expr), 0), BigInteger)
+
+    def of(event: str, expr: Any) -> Any:
+        return total(case((c.event == event, expr), else_=0))
+
+    net = c.commission_minor - c.reversed_minor
+    return [total(case((c.event != CPC_EVENT, c.conversions), else_=0)).label("conversions"),
+            of(SALE, c.conversions).label("sales"), of(LEAD, c.conversions).label("leads"),
+            total(c.revenue_minor).label("revenue_minor"),
+            total(c.refunded_minor).label("refunded_minor"),
+            total(c.refunded_conversions).label("refunded_conversions"),
+            total(c.commission_minor).label("commission_minor"),
+            total(c.reversed_minor).label("reversed_minor"),
+            of(SALE, net).label("sale_commission_minor"),
+            of(LEAD, net).label("lead_commission_minor"),
+            total(c.held_commissions).label("held"),
+            total(c.rejected_commissions).label("rejected")]
+
+
+def raw_money_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date],
+                     filters: dict[str, Any] | None = None) -> Any:
+    """``money_sums`` by ``dims`` and currency straight from conversions and commissions
+    (the conversion and the commission aggregates, stacked per event, then pivoted)."""
+    zero = literal(0, BigInteger)
+    parts = []
+    for stmt, own in ((raw_conversion_select(dims, scope, day_range, filters),
+                       CONVERSION_MEASURES),
+                      (raw_commission_select(dims, scope, day_range, filters),
+                       COMMISSION_MEASURES)):
+        sq = stmt.subquery()
+        parts.append(select(*[sq.c[d] for d in dims], sq.c.event, sq.c.currency,
+                            *[(sq.c[m] if m in own else zero).label(m) for m in MONEY_MEASURES]))
+    events = union_all(*parts).subquery()
+    keys = [events.c[d] for d in dims] + [events.c.currency]
+    return select(*keys, *money_sums(events.c)).group_by(*keys)
 
 
 # -- keeping the rollups --------------------------------------------------------------

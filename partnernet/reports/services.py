@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 
 from partnernet import clock
 from partnernet.accounts.models import Partner
@@ -26,7 +26,7 @@ from partnernet.extensions import db
 from partnernet.links.models import Click
 from partnernet.reports import rollup
 from partnernet.reports.exceptions import InvalidReportRange
-from partnernet.reports.metrics import METRIC_COLUMNS, ClickCounts, MoneyTotals, row_metrics
+from partnernet.reports.metrics import METRIC_COLUMNS, NO_MONEY, metric_values
 from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
 from partnernet.reports.rollup import Scope
 
@@ -110,12 +110,12 @@ def _rollup_selects(dims: list[str], scope: Scope, first: date, last: date,
 
     needs_partner = "channel" in dims or filters.get("channel") is not None
     c_dims = dim_exprs(ClickRollup)
-    clicks = select(*c_dims, *[func.coalesce(func.sum(getattr(ClickRollup, m)), 0).label(m)
+    clicks = select(*c_dims, *[cast(func.coalesce(func.sum(getattr(ClickRollup, m)), 0),
+                                    BigInteger).label(m)
                                for m in rollup.CLICK_MEASURES]).select_from(ClickRollup)
-    m_dims = dim_exprs(ConversionRollup) + [ConversionRollup.event.label("event"),
-                                            ConversionRollup.currency.label("currency")]
-    money = select(*m_dims, *[func.coalesce(func.sum(getattr(ConversionRollup, m)), 0).label(m)
-                              for m in rollup.MONEY_MEASURES]).select_from(ConversionRollup)
+    m_dims = dim_exprs(ConversionRollup) + [ConversionRollup.currency.label("currency")]
+    money = select(*m_dims, *rollup.money_sums(ConversionRollup.__table__.c)) \
+        .select_from(ConversionRollup)
     if needs_partner:
         clicks = clicks.join(Partner, Partner.id == ClickRollup.partner_id)
         money = money.join(Partner, Partner.id == ConversionRollup.partner_id)
@@ -157,64 +157,100 @@ def build_report(scope: Scope, group_by: list[str], first: date | None = None,
     source = force_source or report_source(group_by, filters)
     if source == "rollup":
         clicks_stmt, money_stmt = _rollup_selects(dims, scope, first, last, filters)
-        click_rows = db.session.execute(clicks_stmt).all()
-        money_rows = [(tuple(r._mapping[d] for d in dims) + (r.event, r.currency),
-                       {m: int(r._mapping[m]) for m in rollup.MONEY_MEASURES})
-                      for r in db.session.execute(money_stmt)]
     else:
         lo, hi = rollup.day_start(first), rollup.day_start(last + timedelta(days=1))
         clicks_stmt = rollup.raw_click_select(
             dims, scope, [Click.created_at >= lo, Click.created_at < hi], filters)
-        click_rows = db.session.execute(clicks_stmt).all()
-        merged = rollup.merge_money_rows(
-            dims,
-            db.session.execute(rollup.raw_conversion_select(dims, scope, (first, last), filters)),
-            db.session.execute(rollup.raw_commission_select(dims, scope, (first, last), filters)))
-        money_rows = list(merged.items())
-    rows = _fold(group_by, dims, click_rows, money_rows)
+        money_stmt = rollup.raw_money_select(dims, scope, (first, last), filters)
+    # Both paths hand the same shapes to the same fold: (dims, clicks, unique, bot) and
+    # (dims, currency, MONEY_SUMS), so both print the same rows through the same code.
+    # Core rows straight from the connection: the ORM's per-row machinery is not needed.
+    conn = db.session.connection()
+    rows = _fold(group_by, dims, conn.execute(clicks_stmt).all(), conn.execute(money_stmt).all())
     mark = db.session.scalar(select(RollupWatermark.value).where(RollupWatermark.name == "clicks"))
     return Report(group_by, first, last, source, rows, mark)
 
 
-def _group_key(group_by: list[str], dims: list[str], values: tuple[Any, ...]) -> tuple[Any, ...]:
-    by_dim = dict(zip(dims, values, strict=True))
-    key = []
-    for g in group_by:
-        if g in PERIODS:
-            key.append(_period(g, _as_date(by_dim["day"])))
-        else:
-            v = by_dim[g]
-            key.append(None if v == "" else (int(v) if g in ("offer", "partner") else v))
-    return tuple(key)
+class _Memo(dict):  # type: ignore[type-arg]
+    """A dict that computes (once) the group value of a raw SQL value it has not seen."""
+
+    def __init__(self, convert: Any) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, raw: Any) -> Any:
+        value = self[raw] = self.convert(raw)
+        return value
+
+
+def _group_value(group: str) -> Any:
+    """How a SQL value becomes the report's value of ``group``."""
+    if group in PERIODS:
+        return lambda day: _period(group, _as_date(day))
+    if group in ("offer", "partner"):
+        return int
+    return lambda v: None if v == "" else v
+
+
+def _key_maker(group_by: list[str], dims: list[str]) -> Any:
+    """``make(sql_row) -> group key``; each distinct SQL value is converted once."""
+    at = [dims.index("day" if g in PERIODS else g) for g in group_by]
+    memos = [_Memo(_group_value(g)) for g in group_by]
+    if len(at) == 1:
+        (i0,), (m0,) = at, memos
+        return lambda r: (m0[r[i0]],)
+    if len(at) == 2:
+        (i0, i1), (m0, m1) = at, memos
+        return lambda r: (m0[r[i0]], m1[r[i1]])
+    pairs = list(zip(at, memos, strict=True))
+    return lambda r: tuple([m[r[i]] for i, m in pairs])
+
+
+def _sort_key(key: tuple[Any, ...]) -> list[tuple[bool, Any]]:
+    return [(v is None, v) for v in key]
 
 
 def _fold(group_by: list[str], dims: list[str], click_rows: list[Any],
-          money_rows: list[tuple[tuple[Any, ...], dict[str, int]]]) -> list[dict[str, Any]]:
-    """Sum the SQL rows into report groups (days into weeks/months) and compute metrics."""
-    clicks: dict[tuple[Any, ...], ClickCounts] = {}
-    money: dict[tuple[Any, ...], dict[str, MoneyTotals]] = {}
+          money_rows: list[Any]) -> list[dict[str, Any]]:
+    """Sum the SQL rows into report groups (days into weeks/months) and compute the metrics.
+
+    ``click_rows`` are (dims..., clicks, unique, bot); ``money_rows`` are (dims...,
+    currency, MONEY_SUMS...); rows of one group (days of a week) are added up."""
+    nd = len(dims)
+    key_of = _key_maker(group_by, dims) if group_by else (lambda r: ())
+    clicks: dict[tuple[Any, ...], Any] = {}
+    money: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in click_rows:
-        key = _group_key(group_by, dims, tuple(r._mapping[d] for d in dims))
-        clicks.setdefault(key, ClickCounts()).add(r.clicks, r.unique_clicks, r.bot_clicks)
-    for full_key, m in money_rows:
-        key = _group_key(group_by, dims, full_key[:len(dims)])
-        event, currency = full_key[len(dims)], full_key[len(dims) + 1]
-        totals = money.setdefault(key, {}).setdefault(currency, MoneyTotals())
-        totals.add_event(event, conversions=m["conversions"], revenue_minor=m["revenue_minor"],
-                         refunded_minor=m["refunded_minor"],
-                         refunded_conversions=m["refunded_conversions"],
-                         commission_minor=m["commission_minor"],
-                         reversed_minor=m["reversed_minor"], held=m["held_commissions"],
-                         rejected=m["rejected_commissions"])
-    names = [GROUP_COLUMNS.get(g, g) for g in group_by]
+        key = key_of(r)
+        counts = r[nd:nd + 3]
+        if key in clicks:
+            counts = [a + b for a, b in zip(clicks[key], counts, strict=True)]
+        clicks[key] = counts
+    for r in money_rows:
+        key = key_of(r)
+        by_currency = money.get(key)
+        if by_currency is None:
+            by_currency = money[key] = {}
+        currency, sums = r[nd], r[nd + 1:]
+        if currency in by_currency:
+            sums = [a + b for a, b in zip(by_currency[currency], sums, strict=True)]
+        by_currency[currency] = sums
+    names = [GROUP_COLUMNS.get(g, g) for g in group_by] + list(METRIC_COLUMNS)
+    no_clicks = (0, 0, 0)
     out = []
-    for key in sorted(set(clicks) | set(money), key=lambda k: [(v is None, v) for v in k]):
-        c = clicks.get(key, ClickCounts())
-        by_currency = money.get(key) or {None: None}
-        for currency in sorted(by_currency, key=lambda x: x or ""):
-            row = dict(zip(names, key, strict=True))
-            row.update(row_metrics(c, by_currency[currency], currency))
-            out.append(row)
+    keys = clicks.keys() | money.keys()
+    # Only sub ids and country can be null (sorted last); other keys sort as they are.
+    nullable = any(g in RAW_ONLY or g == "sub1" for g in group_by)
+    for key in (sorted(keys, key=_sort_key) if nullable else sorted(keys)):
+        c, u, b = clicks.get(key, no_clicks)
+        by_currency = money.get(key)
+        if not by_currency:
+            out.append(dict(zip(names, key + metric_values(c, u, b, NO_MONEY, None),
+                                strict=True)))
+            continue
+        for currency in sorted(by_currency):
+            out.append(dict(zip(names, key + metric_values(c, u, b, by_currency[currency],
+                                                           currency), strict=True)))
     return out
 
 
