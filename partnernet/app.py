@@ -89,7 +89,8 @@ def _sqlite_pragmas(app: Flask) -> None:
 
 #: Feature packages, in the order their blueprints are registered. Each may have
 #: ``api.py`` exposing ``blp`` (a flask-smorest Blueprint under /api/v1, CSRF-exempt,
-#: bearer-key auth) and/or ``views.py`` exposing ``bp`` (pages or public endpoints).
+#: bearer-key auth) and/or ``views.py`` exposing ``bp`` (pages or public endpoints), and
+#: ``pages.py`` exposing a second ``bp`` (panel pages of a feature whose views.py is public).
 FEATURES = ("accounts", "offers", "links", "conversions", "commissions", "payouts",
             "reports", "creatives", "portal", "admin", "privacy")
 
@@ -99,7 +100,7 @@ def register_blueprints(app: Flask) -> None:
     import importlib
 
     for feature in FEATURES:
-        for room, attr in (("api", "blp"), ("views", "bp")):
+        for room, attr in (("api", "blp"), ("views", "bp"), ("pages", "bp")):
             name = f"partnernet.{feature}.{room}"
             try:
                 module = importlib.import_module(name)
