@@ -174,11 +174,27 @@ def raw_click_select(dims: Sequence[str], scope: Scope | None, conds: Iterable[A
     return stmt.where(*where).group_by(*[g for g in group])
 
 
+def _click_of(click_id: Any, lookup: bool) -> Any:
+    """The conversion's click (for its sub ids and country), joined on ``click_id``.
+
+    ``lookup=True`` (a few conversions: one merchant's day, the rollup job) fetches each
+    click by its key with a LATERAL subquery on PostgreSQL: a plain join would hash every
+    partition of ``clicks`` to match a thousand conversions, so the job's cost would grow
+    with the history. Reports over many conversions keep the join (one hash of the clicks).
+    Returns (the click's columns, how to join it to a statement)."""
+    if lookup and _dialect() == "postgresql":
+        ck = (select(Click.sub1, Click.sub2, Click.sub3, Click.sub4, Click.sub5, Click.country)
+              .where(Click.id == click_id).limit(1).lateral("ck"))
+        return ck.c, lambda stmt: stmt.outerjoin(ck, literal(True))
+    ck = aliased(Click)
+    return ck, lambda stmt: stmt.outerjoin(ck, ck.id == click_id)
+
+
 def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date]
                           | None = None, filters: dict[str, Any] | None = None,
-                          merchant_id: int | None = None) -> Any:
+                          merchant_id: int | None = None, lookup: bool = False) -> Any:
     """Conversion counts, revenue and refunds by ``dims``, event and conversion currency."""
-    ck = aliased(Click)
+    ck, join_click = _click_of(Conversion.click_id, lookup)
     subs = [ck.sub1, ck.sub2, ck.sub3, ck.sub4, ck.sub5]
     cols = dict(day=day_of(Conversion.created_at), merchant=Conversion.merchant_id,
                 offer=Conversion.offer_id, partner=Conversion.partner_id, subs=subs,
@@ -194,7 +210,7 @@ def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: t
                    _counted(refunded).label("refunded_conversions"))
             .select_from(Conversion))
     if _needs_click(dims, filters):
-        stmt = stmt.outerjoin(ck, ck.id == Conversion.click_id)
+        stmt = join_click(stmt)
     if "channel" in dims or (filters or {}).get("channel") is not None:
         stmt = stmt.join(Partner, Partner.id == Conversion.partner_id)
     where = []
@@ -212,11 +228,11 @@ def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: t
 
 def raw_commission_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date]
                           | None = None, filters: dict[str, Any] | None = None,
-                          merchant_id: int | None = None) -> Any:
+                          merchant_id: int | None = None, lookup: bool = False) -> Any:
     """Commission sums by ``dims``, event and commission currency; the day is the
     conversion's (a CPC accrual's own day, under event ``_cpc``)."""
     cv = aliased(Conversion)
-    ck = aliased(Click)
+    ck, join_click = _click_of(cv.click_id, lookup)
     subs = [ck.sub1, ck.sub2, ck.sub3, ck.sub4, ck.sub5]
     happened = func.coalesce(cv.created_at, Commission.created_at)
     cols = dict(day=day_of(happened), merchant=Commission.merchant_id, offer=Commission.offer_id,
@@ -233,7 +249,7 @@ def raw_commission_select(dims: Sequence[str], scope: Scope | None, day_range: t
             .select_from(Commission)
             .outerjoin(cv, cv.id == Commission.conversion_id))
     if _needs_click(dims, filters):
-        stmt = stmt.outerjoin(ck, ck.id == cv.click_id)
+        stmt = join_click(stmt)
     if "channel" in dims or (filters or {}).get("channel") is not None:
         stmt = stmt.join(Partner, Partner.id == Commission.partner_id)
     where = []
@@ -365,8 +381,10 @@ def recompute_money_day(merchant_id: int, day: date) -> int:
     span = (day, day)
     merged = merge_money_rows(
         GRAIN,
-        db.session.execute(raw_conversion_select(GRAIN, None, span, merchant_id=merchant_id)),
-        db.session.execute(raw_commission_select(GRAIN, None, span, merchant_id=merchant_id)))
+        db.session.execute(raw_conversion_select(GRAIN, None, span, merchant_id=merchant_id,
+                                                 lookup=True)),
+        db.session.execute(raw_commission_select(GRAIN, None, span, merchant_id=merchant_id,
+                                                 lookup=True)))
     rows = [dict(zip(MONEY_KEYS, (k[0], k[1], k[2], k[3], k[4], k[5], k[6]), strict=True),
                  **measures) for k, measures in merged.items()]
     _upsert(ConversionRollup, rows, MONEY_KEYS, MONEY_MEASURES, additive=False)
