@@ -13,11 +13,12 @@ from wtforms import (
     Form,
     FormField,
     HiddenField,
+    IntegerField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from partnernet.accounts.models import CHANNEL_TYPES
 from partnernet.offers.models import ATTRIBUTION_MODELS, OFFER_STATUSES, PLAN_TYPES
@@ -129,6 +130,14 @@ class CouponForm(FlaskForm):
 
 class ApiKeyForm(FlaskForm):
     name = StringField("Key name", default="default", validators=[DataRequired(), Length(max=100)])
+
+
+class PrivacyForm(FlaskForm):
+    """Click retention and cookieless mode (bounds are the privacy service's)."""
+
+    click_retention_days = IntegerField("Keep clicks for (days)", validators=[InputRequired()])
+    cookieless = BooleanField("Cookieless tracking: no visitor cookie; attribution by click id and "
+                              "coupon only")
 
 
 class ReviewForm(FlaskForm):

@@ -21,6 +21,7 @@ from partnernet.admin.forms import (
     OfferForm,
     OverrideForm,
     PlanRow,
+    PrivacyForm,
     ReviewForm,
     choices,
 )
@@ -555,13 +556,33 @@ def render_report(scope: Scope, template: str, endpoint: str) -> Any:
 @bp.route("/settings", methods=["GET", "POST"])
 @merchant_required
 def settings() -> Any:
-    """Postback credentials (rotate), API keys (create, revoke), the integration snippet."""
-    confirm, key_form = ConfirmForm(), ApiKeyForm(prefix="key")
+    """Postback credentials (rotate), API keys (create, revoke), the integration snippet,
+    privacy (click retention, cookieless mode)."""
+    from partnernet.privacy import services as privacy
+
+    confirm, key_form, privacy_form = ConfirmForm(), ApiKeyForm(prefix="key"), PrivacyForm(prefix="privacy")
     shown: dict[str, str] = {}
     action = request.form.get("action")
     status = 200
+    if request.method == "GET":
+        current = privacy.privacy_settings(mid())
+        privacy_form.click_retention_days.data = current.click_retention_days
+        privacy_form.cookieless.data = current.cookieless
     if request.method == "POST":
-        if action == "rotate" and confirm.validate_on_submit():
+        if action == "privacy":
+            if privacy_form.validate_on_submit():
+                try:
+                    privacy.update_privacy_settings(
+                        mid(), click_retention_days=int(privacy_form.click_retention_days.data or 0),
+                        cookieless=bool(privacy_form.cookieless.data), user_id=current_user.id)
+                except PartnernetError as exc:
+                    db.session.rollback()
+                    privacy_form.click_retention_days.errors = [exc.message]
+                else:
+                    flash("Privacy settings saved.", "ok")
+                    return redirect(url_for("admin.settings"))
+            status = 400
+        elif action == "rotate" and confirm.validate_on_submit():
             shown["postback_token"], shown["postback_secret"] = services.rotate_postback_credentials(
                 mid(), current_user.id)
             flash("New postback token and secret: copy them now, they are shown once.", "ok")
@@ -581,6 +602,8 @@ def settings() -> Any:
     snippet = (f"{base}/postback?token={token}&click_id={{click_id}}&order_id={{order_id}}"
                f"&amount={{amount}}&currency={merchant.currency}")  # type: ignore[union-attr]
     return render_template("admin/settings.html", confirm=confirm, key_form=key_form, shown=shown,
+                           privacy_form=privacy_form, retention_bounds=(
+                               privacy.RETENTION_MIN_DAYS, privacy.RETENTION_MAX_DAYS),
                            keys=services.api_keys(mid()), snippet=snippet, base=base,
                            join_url=base + url_for("portal.join", merchant_id=mid())), status
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from partnernet.accounts.models import AuditEvent, Partner, User
+from partnernet.accounts.models import AuditEvent, Merchant, Partner, User
 from partnernet.accounts.services import normalize_email
 from partnernet.audit import audit
 from partnernet.conversions.models import Conversion, Postback
 from partnernet.conversions.services import email_hash
+from partnernet.errors import NotFound, ValidationFailed
 from partnernet.extensions import db
 from partnernet.links.models import Click
 
@@ -85,3 +86,59 @@ def erase_person(email: str) -> Erasure:
           users=result.users, clicks=result.clicks)
     db.session.commit()
     return result
+
+
+# -- per-merchant privacy settings -----------------------------------------------------------
+
+#: Click retention bounds in days: at least a month (attribution windows and disputes need
+#: the clicks), at most three years.
+RETENTION_MIN_DAYS = 30
+RETENTION_MAX_DAYS = 1095
+
+
+class InvalidPrivacySetting(ValidationFailed):
+    code = "invalid_privacy_setting"
+
+
+@dataclass
+class PrivacySettings:
+    """A merchant's privacy choices: how long clicks are kept, and cookieless tracking."""
+
+    click_retention_days: int
+    cookieless: bool
+
+
+def privacy_settings(merchant_id: int) -> PrivacySettings:
+    """The merchant's current privacy settings."""
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound("No such merchant.")
+    return PrivacySettings(merchant.click_retention_days, bool(merchant.cookieless))
+
+
+def update_privacy_settings(merchant_id: int, *, click_retention_days: int, cookieless: bool,
+                            user_id: int | None = None) -> PrivacySettings:
+    """Set the merchant's click retention (bounded) and cookieless mode; audited. Commits.
+
+    Cookieless takes effect on the next redirect (the link cache is invalidated on commit);
+    a shorter retention deletes older clicks at the next ``click-partitions`` job (hourly)."""
+    if isinstance(click_retention_days, bool) or not isinstance(click_retention_days, int) \
+            or not RETENTION_MIN_DAYS <= click_retention_days <= RETENTION_MAX_DAYS:
+        raise InvalidPrivacySetting(
+            f"Click retention must be a whole number of days from {RETENTION_MIN_DAYS} "
+            f"to {RETENTION_MAX_DAYS}.",
+            details={"fields": {"click_retention_days": [
+                f"Between {RETENTION_MIN_DAYS} and {RETENTION_MAX_DAYS} days."]}})
+    merchant = db.session.get(Merchant, merchant_id, with_for_update=True)
+    if merchant is None:
+        raise NotFound("No such merchant.")
+    before = PrivacySettings(merchant.click_retention_days, bool(merchant.cookieless))
+    after = PrivacySettings(click_retention_days, bool(cookieless))
+    if before != after:
+        merchant.click_retention_days = after.click_retention_days
+        merchant.cookieless = after.cookieless
+        audit("privacy_settings_changed", user_id=user_id, merchant_id=merchant_id,
+              click_retention_days=f"{before.click_retention_days}->{after.click_retention_days}",
+              cookieless=f"{before.cookieless}->{after.cookieless}")
+    db.session.commit()
+    return after

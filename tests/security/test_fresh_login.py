@@ -81,7 +81,8 @@ def test_stripe_onboarding_needs_a_password_entered_in_the_last_ten_minutes(capp
     # The re-authentication page: CSRF, then the password.
     assert client.post("/reauth?next=/portal/payouts/connect", data={"password": PASSWORD}).status_code == 400
     token = csrf(client, "/reauth?next=/portal/payouts/connect")
-    wrong = client.post("/reauth?next=/portal/payouts/connect", data={"password": "nope", "csrf_token": token})
+    wrong = client.post("/reauth?next=/portal/payouts/connect",
+                        data={"password": "nope", "csrf_token": token})
     assert wrong.status_code == 401
     assert reauth_target(client.post("/portal/payouts/connect", data={"csrf_token": token}))
     back = client.post("/reauth?next=/portal/payouts/connect", data={"password": PASSWORD,
