@@ -564,7 +564,7 @@ def settings() -> Any:
     shown: dict[str, str] = {}
     action = request.form.get("action")
     status = 200
-    if request.method == "GET":
+    if request.method == "GET" or action != "privacy":  # other forms' POSTs show the saved values
         current = privacy.privacy_settings(mid())
         privacy_form.click_retention_days.data = current.click_retention_days
         privacy_form.cookieless.data = current.cookieless
