@@ -25,9 +25,9 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 EXAMPLES = int(os.environ.get("PARTNERNET_FUZZ_EXAMPLES", "15"))
 CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
           st_checks.content_type_conformance, st_checks.response_schema_conformance]
-# Packages still being written while this suite was added (their own tests cover them);
-# remove once their response schemas are declared (reported to the lead).
-IN_PROGRESS = ("/api/v1/creatives",)
+# Left out until its documented 200 schema is right: GET /api/v1/creatives/report answers its
+# report but documents the error shape for 200 (schemathesis ST108; reported to the lead).
+IN_PROGRESS = ("/api/v1/creatives/report",)
 STATS_FILE = os.environ.get("PARTNERNET_RELIABILITY_STATS")
 
 
