@@ -13,6 +13,7 @@ click goes straight to the database: a click that got its 302 is never lost.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -130,9 +131,16 @@ def unique_key(link_id: int, fingerprint: str) -> str:
 
 # -- encoding ---------------------------------------------------------------------------
 
-def _drop_click_keys(pipe: Any, batch: list[list[Any]]) -> None:
+def _entry_click_id(payload: bytes) -> str:
+    """The click id of a buffered entry (the first field, in either format)."""
+    if payload[:1] == b"[":
+        return str(json.loads(payload)[0])
+    return payload.split(b"\t", 1)[0].decode()
+
+
+def _drop_click_keys(pipe: Any, batch: list[tuple[bytes, bytes]]) -> None:
     """Flushed clicks resolve from the database now: their copies under the click id go."""
-    pipe.delete(*[click_key(values[0]) for values in batch])
+    pipe.delete(*[click_key(_entry_click_id(payload)) for payload, _ in batch])
 
 
 #: The clicks' stream buffer (``<prefix>clicks:buffer``).
@@ -299,7 +307,7 @@ def buffer_length() -> int | None:
 
 def _store_batch(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
     """Insert one batch of click rows and commit; refused rows come back with the reason."""
-    return CLICKS.store_batch([[row.get(c) for c in COLUMNS] for row in rows])
+    return CLICKS.store_rows(rows)
 
 
 def flush_clicks(batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:

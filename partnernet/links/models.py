@@ -14,6 +14,13 @@ from partnernet.extensions import db
 SUB_LENGTH = 255
 
 
+def ascii_key(length: int) -> String:
+    """A column of ASCII tokens (ids, hashes) compared only for equality: byte order ("C")
+    on PostgreSQL, which makes its indexes much cheaper to maintain than a linguistic
+    collation (the click flush's COPY is bound by index upkeep); plain elsewhere."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+
+
 class Link(db.Model):
     """A partner's tracking link for an offer: ``/r/<code>``."""
 
@@ -74,7 +81,7 @@ class Click(db.Model):
         {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(ascii_key(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, default=clock.now)
     # No foreign keys here, on purpose: clicks arrive in bulk at the network's highest rate
     # and the FK triggers cost most of a COPY; the ids come from the link row the redirect
@@ -86,7 +93,7 @@ class Click(db.Model):
     #: IPv4 truncated to /24, IPv6 to /48: enough for geography, not a person.
     ip_truncated: Mapped[str | None] = mapped_column(String(64))
     #: Keyed hash of the full IP (HMAC with SECRET_KEY) for dedupe and fraud rules.
-    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    ip_hash: Mapped[str | None] = mapped_column(ascii_key(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     referer: Mapped[str | None] = mapped_column(String(1024))
     sub1: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
@@ -94,7 +101,7 @@ class Click(db.Model):
     sub3: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
     sub4: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
     sub5: Mapped[str | None] = mapped_column(String(SUB_LENGTH))
-    visitor_id: Mapped[str | None] = mapped_column(String(64))
+    visitor_id: Mapped[str | None] = mapped_column(ascii_key(64))
     is_unique: Mapped[bool] = mapped_column(Boolean, default=True)
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Name of a paid-ads click id found on the request (gclid, fbclid, ...), for fraud rules.

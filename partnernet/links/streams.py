@@ -1,18 +1,21 @@
 """A Redis stream buffer of rows for one table, flushed into the database in bulk.
 
-Used by the clicks (``links.buffer``) and the impressions (``creatives.pixel``): a row is
-appended to the stream as one compact JSON array (the table's columns in order; ``created_at``
-in ISO form) with ``is_unique`` beside it; ``flush`` moves entries into the table in bulk —
-``COPY`` on PostgreSQL (into a staging table + ``INSERT ... ON CONFLICT DO NOTHING`` only when a
-rerun meets ids already there), executemany elsewhere — and only then trims the stream, so a
-flush that dies half way and is run again inserts nothing twice. Rows the database refuses go to
-a dead-letter stream instead of blocking the buffer.
+Used by the clicks (``links.buffer``) and the impressions (``creatives.pixel``). A row is
+appended to the stream already packed as a line of PostgreSQL's COPY text format (every column
+but ``is_unique``, which the Redis script decides and stores beside it), so the flush does no
+per-row decoding: it glues each line to its ``is_unique`` and hands the batch to ``COPY`` as
+one buffer. ``COPY`` goes into a staging table + ``INSERT ... ON CONFLICT DO NOTHING`` only when
+a rerun meets ids already there; other databases get executemany of the decoded rows. The
+stream is trimmed only after the commit, so a flush that dies half way and is run again
+inserts nothing twice. Rows the database refuses go to a dead-letter stream instead of
+blocking the buffer. Entries of the earlier JSON format still decode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +34,30 @@ FLUSH_MAX_BATCHES = 40
 LOCK_SECONDS = 120
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
+_COPY_UNESCAPE = re.compile(r"\\(.)")
+_UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return _UNESCAPED.get(match.group(1), match.group(1))
+
+
+def _copy_text(value: Any) -> str:
+    """One field in PostgreSQL's COPY text format (https://www.postgresql.org/docs/current/sql-copy.html)."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
 class StreamBuffer:
     """The stream ``<prefix><name>:buffer`` of rows of ``table_name`` with ``columns``.
 
@@ -39,14 +66,17 @@ class StreamBuffer:
     """
 
     def __init__(self, name: str, table_name: str, columns: tuple[str, ...],
-                 after_batch: Callable[[Any, list[dict[str, Any]]], None] | None = None) -> None:
+                 after_batch: Callable[[Any, list[tuple[bytes, bytes]]], None] | None = None) -> None:
         self.name = name
         self.table_name = table_name
         self.columns = columns
-        #: Called with the Redis pipeline and the batch's rows after it is stored (extra cleanup).
+        #: Called with the Redis pipeline and the batch's (payload, is_unique) entries after it is
+        #: stored (extra cleanup).
         self.after_batch = after_batch
         self._created = columns.index("created_at")
         self._unique = columns.index("is_unique")
+        self._fields = len(columns) - 1  # fields of a packed line
+        self._converters_cache: list[Callable[[str], Any]] | None = None
 
     @property
     def table(self) -> Table:
@@ -57,24 +87,77 @@ class StreamBuffer:
 
     # -- encoding --------------------------------------------------------------------------
 
+    @property
+    def copy_columns(self) -> tuple[str, ...]:
+        """The columns of a packed line, then ``is_unique`` (COPY's column list in this order)."""
+        return (*(c for c in self.columns if c != "is_unique"), "is_unique")
+
     def encode(self, row: dict[str, Any]) -> str:
-        """A row as the JSON kept in Redis (``is_unique`` travels beside it)."""
+        """A row packed for the stream: one COPY text line without ``is_unique`` and newline."""
+        return "\t".join([_copy_text(row.get(c)) for c in self.columns if c != "is_unique"])
+
+    def encode_json(self, row: dict[str, Any]) -> str:
+        """A row as the earlier JSON format (dead letters keep it: readable by people)."""
         values = [row.get(c) for c in self.columns]
         values[self._created] = row["created_at"].isoformat()
         return json.dumps(values, separators=(",", ":"))
 
+    def _converters(self) -> list[Callable[[str], Any]]:
+        """Text → value for each field of a packed line, from the table's column types."""
+        convert: list[Callable[[str], Any]] = []
+        for name in self.copy_columns[:-1]:
+            try:
+                kind = self.table.c[name].type.python_type
+            except NotImplementedError:  # pragma: no cover - every column here names one
+                kind = str
+            if kind is bool:
+                convert.append(lambda text: text == "t")
+            elif kind is int:
+                convert.append(int)
+            elif kind is str:
+                convert.append(str)
+            else:  # the timestamps (UTCDateTime)
+                convert.append(datetime.fromisoformat)
+        return convert
+
     def values(self, payload: bytes | str, unique: bytes | str | int) -> list[Any]:
-        """A buffered payload as the row's values in column order (what COPY writes)."""
-        values = json.loads(payload)
-        if len(values) < len(self.columns):
-            values += [None] * (len(self.columns) - len(values))
-        values[self._created] = datetime.fromisoformat(values[self._created])
-        values[self._unique] = unique in (b"1", "1", 1)
-        return values  # type: ignore[no-any-return]
+        """A buffered payload as the row's values in ``columns`` order."""
+        if isinstance(payload, bytes):
+            payload = payload.decode()
+        flag = unique in (b"1", "1", 1)
+        if payload.startswith("["):  # the earlier JSON format
+            values = json.loads(payload)
+            if len(values) < len(self.columns):
+                values += [None] * (len(self.columns) - len(values))
+            values[self._created] = datetime.fromisoformat(values[self._created])
+            values[self._unique] = flag
+            return values  # type: ignore[no-any-return]
+        convert = self._converters_cache or self._build_converters()
+        fields = payload.split("\t")
+        fields += ["\\N"] * (len(convert) - len(fields))  # older lines: columns added since are NULL
+        row = dict(zip(self.copy_columns, [
+            None if field == "\\N" else conv(_COPY_UNESCAPE.sub(_unescape, field))
+            for conv, field in zip(convert, fields, strict=False)], strict=False))
+        row["is_unique"] = flag
+        return [row[c] for c in self.columns]
+
+    def _build_converters(self) -> list[Callable[[str], Any]]:
+        self._converters_cache = self._converters()
+        return self._converters_cache
 
     def decode(self, payload: bytes | str, unique: bytes | str | int) -> dict[str, Any]:
         """The row of a buffered payload."""
         return dict(zip(self.columns, self.values(payload, unique), strict=True))
+
+    def copy_line(self, payload: bytes, unique: bytes) -> bytes:
+        """The COPY text line of a buffered entry (no decoding for the packed format)."""
+        if payload[:1] == b"[":
+            row = self.decode(payload, unique)
+            payload = self.encode(row).encode()
+        missing = self._fields - payload.count(b"\t") - 1
+        if missing > 0:  # packed by an older release: the columns added since are NULL
+            payload += b"\t\\N" * missing
+        return payload + (b"\tt\n" if unique == b"1" else b"\tf\n")
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -94,21 +177,20 @@ class StreamBuffer:
             stmt = insert(self.table)
         db.session.execute(stmt, rows)
 
-    def _copy(self, batch: list[list[Any]]) -> None:
-        """PostgreSQL: COPY straight into the table; if some ids are already there (a rerun
-        after a flush died between commit and trim), COPY into a staging table and
+    def _copy(self, data: bytes) -> None:
+        """PostgreSQL: COPY the lines straight into the table; if some ids are already there (a
+        rerun after a flush died between commit and trim), COPY into a staging table and
         ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` instead."""
         import psycopg
 
         raw = db.session.connection().connection.driver_connection
-        cols = ", ".join(self.columns)
+        cols = ", ".join(self.copy_columns)
         table, stage = self.table_name, f"{self.table_name}_stage"
         with raw.cursor() as cur:  # type: ignore[union-attr]
             cur.execute(f"SAVEPOINT {table}_copy")
             try:
                 with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for values in batch:
-                        copy.write_row(values)
+                    copy.write(data)
                 cur.execute(f"RELEASE SAVEPOINT {table}_copy")
                 return
             except psycopg.errors.UniqueViolation:
@@ -116,20 +198,19 @@ class StreamBuffer:
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
                         f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
-                for values in batch:
-                    copy.write_row(values)
+                copy.write(data)
             # Table and column names are constants, never input.
             cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} "  # noqa: S608
                         "ON CONFLICT DO NOTHING")
 
-    def store_batch(self, batch: list[list[Any]]) -> list[tuple[dict[str, Any], str]]:
-        """Insert one batch (rows as value lists) and commit; rows the database refuses are
-        returned with the reason."""
+    def store_entries(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[dict[str, Any], str]]:
+        """Insert one batch of buffered entries (payload, is_unique flag) and commit; rows the
+        database refuses are returned with the reason."""
         try:
             if db.session.get_bind().dialect.name == "postgresql":
-                self._copy(batch)
+                self._copy(b"".join([self.copy_line(payload, unique) for payload, unique in entries]))
             else:
-                self.insert_ignore([dict(zip(self.columns, v, strict=True)) for v in batch])
+                self.insert_ignore([self.decode(payload, unique) for payload, unique in entries])
             db.session.commit()
             return []
         except (DataError, IntegrityError) as exc:
@@ -143,8 +224,8 @@ class StreamBuffer:
             if not isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
                 raise
         refused = []
-        for values in batch:
-            row = dict(zip(self.columns, values, strict=True))
+        for payload, unique in entries:
+            row = self.decode(payload, unique)
             try:
                 with db.session.begin_nested():
                     self.insert_ignore([row])
@@ -152,6 +233,11 @@ class StreamBuffer:
                 refused.append((row, str(exc.orig)[:500]))
         db.session.commit()
         return refused
+
+    def store_rows(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """``store_entries`` for rows given as dicts."""
+        return self.store_entries([(self.encode(row).encode(), b"1" if row.get("is_unique") else b"0")
+                                   for row in rows])
 
     def flush(self, client: Any, batch_size: int = FLUSH_BATCH,
               max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:
@@ -171,11 +257,11 @@ class StreamBuffer:
                 entries = client.xrange(stream, count=batch_size)
                 if not entries:
                     break
-                batch = [self.values(fields[b"c"], fields[b"u"]) for _, fields in entries]
-                refused = self.store_batch(batch)
+                batch = [(fields[b"c"], fields[b"u"]) for _, fields in entries]
+                refused = self.store_entries(batch)
                 pipe = client.pipeline(transaction=False)
                 for row, reason in refused:
-                    pipe.xadd(self.key("dead"), {"c": self.encode(row), "error": reason})
+                    pipe.xadd(self.key("dead"), {"c": self.encode_json(row), "error": reason})
                 # Everything up to the batch's last id was in the batch (read from the start, one
                 # flusher at a time, ids only grow): trim up to it in one small command.
                 last_ms, _, last_seq = entries[-1][0].decode().partition("-")

@@ -1,12 +1,13 @@
 """The click write path: Redis buffer, bulk flush, crash-safe reruns, the database fallback
 when Redis stops answering, and daily partitions on PostgreSQL."""
 
+import json
 import shutil
 import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -430,18 +431,44 @@ def test_a_variant_change_leaves_no_stale_entry_in_redis_for_other_processes(app
 
 
 def test_entries_buffered_by_the_previous_release_still_flush(app, client, needs_redis):
+    """Two older formats: the JSON array (before packed lines) and a packed line from before
+    variant_id/creative_id were added. Both flush, their new columns NULL."""
     link = make_link()
     new_id = hit(client, link.code)
-    old_columns = buffer.COLUMNS[:buffer.COLUMNS.index("country") + 1]  # before variant/creative
-    row = buffer.decode(buffer.encode({"id": "e" * 32, "created_at": clock.now(), "link_id": link.id,
-                                       "merchant_id": link.merchant_id, "offer_id": link.offer_id,
-                                       "partner_id": link.partner_id, "is_bot": False}), "1")
-    old_payload = buffer.encode(row)
-    import json
-
-    values = json.loads(old_payload)[:len(old_columns)]
-    buffer.click_redis().xadd(buffer.stream_key(), {"c": json.dumps(values), "u": "1"})
-    assert buffer.flush_clicks() == {"flushed": 2, "refused": 0}
+    base = {"created_at": clock.now(), "link_id": link.id, "merchant_id": link.merchant_id,
+            "offer_id": link.offer_id, "partner_id": link.partner_id, "is_bot": False,
+            "variant_id": 5, "creative_id": 6}
+    old_columns = len(buffer.COLUMNS) - 2  # before variant_id and creative_id
+    json_payload = json.dumps(json.loads(buffer.CLICKS.encode_json({**base, "id": "e" * 32}))[:old_columns])
+    packed = buffer.encode({**base, "id": "d" * 32}).rsplit("\t", 2)[0]
+    for payload in (json_payload, packed):
+        buffer.click_redis().xadd(buffer.stream_key(), {"c": payload, "u": "1"})
+    assert buffer.flush_clicks() == {"flushed": 3, "refused": 0}
     stored = {c.id: c for c in db.session.scalars(select(Click))}
-    assert set(stored) == {new_id, "e" * 32}
-    assert stored["e" * 32].variant_id is None and stored["e" * 32].is_unique
+    assert set(stored) == {new_id, "e" * 32, "d" * 32}
+    for old in ("e" * 32, "d" * 32):
+        assert stored[old].variant_id is None and stored[old].creative_id is None
+        assert stored[old].is_unique and stored[old].link_id == link.id
+
+
+AWKWARD = ["tab\there", "new\nline\r", "back\\slash", "\\N", "N", "ünïcødé ✓", "quote\"'", "a,b;c"]
+
+
+def test_packed_lines_round_trip_awkward_text(app):
+    row = {"id": "c" * 32, "created_at": clock.now(), "link_id": 1, "merchant_id": 2, "offer_id": 3,
+           "partner_id": 4, "user_agent": AWKWARD[0], "referer": AWKWARD[1], "sub1": AWKWARD[2],
+           "sub2": AWKWARD[3], "sub3": AWKWARD[4], "sub4": AWKWARD[5], "sub5": AWKWARD[6],
+           "visitor_id": None, "is_bot": True, "paid_ads_param": AWKWARD[7], "creative_id": 9}
+    back = buffer.decode(buffer.encode(row), b"0")
+    assert back == {**{c: None for c in buffer.COLUMNS}, **row, "is_unique": False}
+
+
+def test_awkward_text_survives_the_flush(app, client, needs_redis):
+    link = make_link()
+    r = client.get(f"/r/{link.code}?" + "&".join(f"sub{i + 1}={quote(v)}" for i, v in enumerate(AWKWARD[:5])),
+                   headers={"User-Agent": UA + AWKWARD[5], "Referer": "https://x.example/" + AWKWARD[0]})
+    assert r.status_code == 302
+    assert buffer.flush_clicks()["flushed"] == 1
+    click = db.session.scalars(select(Click)).one()
+    assert [click.sub1, click.sub2, click.sub3, click.sub4, click.sub5] == AWKWARD[:5]
+    assert click.user_agent == UA + AWKWARD[5] and click.referer == "https://x.example/" + AWKWARD[0]
