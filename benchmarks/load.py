@@ -229,6 +229,21 @@ def seed(db_url: str, partners: int) -> dict[str, Any]:
     return plan
 
 
+def code_version() -> dict[str, Any]:
+    """Which code ran: the commit, and whether the application's files differ from it."""
+    marker = ROOT / ".commit"
+    if marker.exists():  # an export of a commit (scripts/reliability_report.py makes one)
+        return {"commit": marker.read_text().strip(), "uncommitted_changes": 0}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "partnernet", "wsgi.py"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "uncommitted_changes": None}
+    return {"commit": commit, "uncommitted_changes": len(dirty)}
+
+
 def flusher(app: Any, stop_event: threading.Event, every: float, counter: dict[str, int]) -> threading.Thread:
     """The worker's flush-clicks job every few seconds, as in production."""
     from partnernet.links import buffer
@@ -385,6 +400,7 @@ def main() -> int:
         duplicates = sum(p["duplicates"] for p in parts)
         result: dict[str, Any] = {
             "started_at": started_at.isoformat(timespec="seconds"),
+            "code": code_version(),
             "seconds": round(elapsed, 1),
             "setup": {"server": f"gunicorn -k gthread -w {args.workers} --threads {args.worker_threads}",
                       "clients": f"{args.clients} processes x {args.threads} keep-alive connections",

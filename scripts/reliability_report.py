@@ -18,12 +18,14 @@ and security suites run on PostgreSQL + Redis. Nothing in the document is typed 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -43,12 +45,25 @@ FAULT_EXTRAS = (
 )
 
 
-def run_load(runs: int, seconds: float, pg: str) -> None:
-    """Run benchmarks/load.py ``runs`` times; each run leaves its timestamped JSON."""
+def export_head(commit: str) -> Path:
+    """A clean copy of the committed tree (the shared working tree may hold others' unfinished
+    edits): the load test and the suites run on exactly the commit the document names."""
+    target = Path(tempfile.mkdtemp(prefix="pn-reliability-head-"))
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True,  # noqa: S607
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    (target / ".commit").write_text(commit + "\n")
+    return target
+
+
+def run_load(code: Path, runs: int, seconds: float, pg: str) -> None:
+    """Run benchmarks/load.py ``runs`` times; each run leaves its timestamped JSON here."""
     for i in range(runs):
         print(f"== load run {i + 1}/{runs} ({seconds:.0f} s)", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"),  # noqa: S603 - our script
-                        "--seconds", str(seconds), "--pg", pg], cwd=ROOT, check=False)
+        subprocess.run([sys.executable, str(code / "benchmarks" / "load.py"),  # noqa: S603 - our script
+                        "--seconds", str(seconds), "--pg", pg, "--json", str(RESULTS / "load.json")],
+                       cwd=code, check=False)
 
 
 def load_results(count: int) -> list[dict[str, Any]]:
@@ -57,7 +72,7 @@ def load_results(count: int) -> list[dict[str, Any]]:
     return [{**json.loads(f.read_text()), "file": str(f.relative_to(ROOT))} for f in files]
 
 
-def run_suites(pg: str, redis: str) -> tuple[Path, Path, str, int]:
+def run_suites(code: Path, pg: str, redis: str) -> tuple[Path, Path, str, int]:
     """Run the three suites; answer (junit xml, stats jsonl, pytest output, exit code)."""
     tmp = Path(tempfile.mkdtemp(prefix="pn-reliability-"))
     junit, stats = tmp / "junit.xml", tmp / "stats.jsonl"
@@ -68,7 +83,7 @@ def run_suites(pg: str, redis: str) -> tuple[Path, Path, str, int]:
            "-p", "no:cacheprovider",
            f"--junitxml={junit}", "--hypothesis-show-statistics", "-o", "junit_family=xunit2"]
     print("== " + " ".join(cmd[2:]), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,  # noqa: S603
+    proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True,  # noqa: S603
                           check=False)
     print(proc.stdout[-3000:], proc.stderr[-2000:], flush=True)
     return junit, stats, proc.stdout, proc.returncode
@@ -159,6 +174,9 @@ def load_section(runs: list[dict[str, Any]]) -> list[str]:
     def row(label: str, values: list[Any]) -> None:
         out.append(f"| {label} | " + " | ".join(str(v) for v in values) + " |")
 
+    row("code", [f"`{r.get('code', {}).get('commit', 'unknown')}`"
+                 + (" + uncommitted changes" if r.get("code", {}).get("uncommitted_changes") else "")
+                 for r in runs])
     row("load average (start → end)", [" → ".join(str(x) for x in r["setup"]["load_average_start_end"])
                                        for r in runs])
     row("**all requests, req/s**", [f"**{r['req_per_s']:.0f}** ({r['requests']:,} in {r['seconds']:.0f} s)"
@@ -263,11 +281,16 @@ def main() -> int:
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--load-report", type=int, default=2, help="newest load results to report")
     parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
+    parser.add_argument("--working-tree", action="store_true",
+                        help="test the working tree as it is instead of a clean export of HEAD")
     args = parser.parse_args()
 
-    run_load(args.load_runs, args.load_seconds, args.pg)
+    commit = git_commit()
+    code = ROOT if args.working_tree else export_head(commit)
+    print(f"== code under test: {'the working tree' if args.working_tree else f'commit {commit}'} ({code})")
+    run_load(code, args.load_runs, args.load_seconds, args.pg)
     runs = load_results(args.load_report)
-    junit, stats_file, output, exit_code = run_suites(args.pg, args.redis)
+    junit, stats_file, output, exit_code = run_suites(code, args.pg, args.redis)
     cases = parse_junit(junit) if junit.exists() else []
     hypo = parse_hypothesis(output)
     stats = read_stats(stats_file)
@@ -277,7 +300,8 @@ def main() -> int:
     lines = [
         "# Reliability and security: measured",
         "",
-        f"Generated by `scripts/reliability_report.py` on {now} from commit `{git_commit()}` "
+        f"Generated by `scripts/reliability_report.py` on {now}; suites run on "
+        f"{'the working tree at' if args.working_tree else 'a clean export of'} commit `{commit}` "
         f"({platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, "
         f"{env_line}). Do not edit by hand: rerun the script.",
         "",
