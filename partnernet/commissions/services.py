@@ -12,10 +12,13 @@ Helpers flush; entry points (``review_commission``, ``approve_matured``,
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, String, cast, func, select
+from sqlalchemy import Select, String, and_, bindparam, cast, func, insert, select
+from sqlalchemy.orm import make_transient_to_detached
 
 from partnernet import clock, jobs
 from partnernet.accounts.models import Merchant, Partner
@@ -30,7 +33,7 @@ from partnernet.conversions.models import Conversion
 from partnernet.extensions import db
 from partnernet.links.models import Click
 from partnernet.money import format_amount
-from partnernet.offers.models import CommissionPlan, Offer, PlanOverride
+from partnernet.offers.models import CommissionPlan, Offer, PlanOverride, PlanTier
 
 BATCH_SIZE = 500
 #: Events that are never "recurring" (recurring_months applies to custom events).
@@ -40,9 +43,143 @@ OUTLIER_SAMPLE = 200
 NOTIFY_JOB = "partnernet.conversions.outgoing:notify_partner"
 
 
+# -- what the engine reads, in as few statements as possible -----------------------------
+#
+# A new conversion is the hot path of every postback: the offer with its plans and tiers
+# is one statement, the merchant's settings with the partner and its override another,
+# all as plain values through SQLAlchemy Core (no ORM loading), built once per process.
+
+@dataclass
+class TierTerms:
+    min_conversions: int
+    percent: Decimal | None
+    amount_minor: int | None
+
+
+@dataclass
+class PlanTerms:
+    id: int
+    event: str
+    type: str
+    percent: Decimal | None
+    amount_minor: int | None
+    tiers: list[TierTerms] = field(default_factory=list)
+
+
+@dataclass
+class OfferTerms:
+    """An offer as the engine and attribution read it (plain values, not an ORM object)."""
+
+    id: int
+    merchant_id: int
+    currency: str
+    hold_days: int | None
+    attribution_window_days: int
+    attribution_model: str
+    attribution_priority: str
+    daily_cap: int | None
+    allow_paid_search: bool
+    coupon_requires_click: bool
+    recurring_months: int | None
+    plans: list[PlanTerms] = field(default_factory=list)
+
+
+@dataclass
+class EngineContext:
+    """The merchant's settings, the partner and its override for one conversion."""
+
+    merchant: Any  # .id .fraud_settings .ip_blocklist .default_hold_days
+    partner: Any  # .id .email .postback_url
+    override: calc.Rate | None
+
+
+@dataclass
+class _Row:
+    id: int
+    fraud_settings: Any = None
+    ip_blocklist: Any = None
+    default_hold_days: int = 0
+    email: str | None = None
+    postback_url: str | None = None
+
+
+_offers, _plans, _tiers = Offer.__table__, CommissionPlan.__table__, PlanTier.__table__
+_OFFER_TERMS = (
+    select(_offers.c.id, _offers.c.merchant_id, _offers.c.currency, _offers.c.hold_days,
+           _offers.c.attribution_window_days, _offers.c.attribution_model,
+           _offers.c.attribution_priority, _offers.c.daily_cap, _offers.c.allow_paid_search,
+           _offers.c.coupon_requires_click, _offers.c.recurring_months,
+           _plans.c.id.label("plan_id"), _plans.c.event, _plans.c.type,
+           _plans.c.percent, _plans.c.amount_minor,
+           _tiers.c.min_conversions, _tiers.c.percent.label("tier_percent"),
+           _tiers.c.amount_minor.label("tier_amount_minor"))
+    .select_from(_offers.outerjoin(_plans, _plans.c.offer_id == _offers.c.id)
+                 .outerjoin(_tiers, _tiers.c.plan_id == _plans.c.id))
+    .where(_offers.c.id == bindparam("offer_id"))
+    .order_by(_plans.c.id, _tiers.c.min_conversions))
+
+
+def load_offer_terms(offer_id: int) -> OfferTerms | None:
+    """The offer with its plans (by id) and their tiers (by threshold): one statement."""
+    rows = db.session.connection().execute(_OFFER_TERMS, {"offer_id": offer_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    terms = OfferTerms(
+        first.id, first.merchant_id, first.currency, first.hold_days,
+        first.attribution_window_days, first.attribution_model, first.attribution_priority,
+        first.daily_cap, bool(first.allow_paid_search), bool(first.coupon_requires_click),
+        first.recurring_months)
+    plans: dict[int, PlanTerms] = {}
+    for row in rows:
+        if row.plan_id is None:
+            continue
+        plan = plans.get(row.plan_id)
+        if plan is None:
+            plan = plans[row.plan_id] = PlanTerms(row.plan_id, row.event, row.type, row.percent,
+                                                  row.amount_minor)
+            terms.plans.append(plan)
+        if row.min_conversions is not None:
+            plan.tiers.append(TierTerms(row.min_conversions, row.tier_percent,
+                                        row.tier_amount_minor))
+    return terms
+
+
+_merchants, _partners, _overrides = Merchant.__table__, Partner.__table__, PlanOverride.__table__
+_CONTEXT = (
+    select(_merchants.c.id, _merchants.c.fraud_settings, _merchants.c.ip_blocklist,
+           _merchants.c.default_hold_days, _partners.c.id.label("partner_id"), _partners.c.email,
+           _partners.c.postback_url, _overrides.c.id.label("override_id"),
+           _overrides.c.percent, _overrides.c.amount_minor)
+    .select_from(_merchants.join(_partners, _partners.c.id == bindparam("partner_id"))
+                 .outerjoin(_overrides, and_(_overrides.c.offer_id == bindparam("offer_id"),
+                                             _overrides.c.partner_id == _partners.c.id,
+                                             _overrides.c.event == bindparam("event"))))
+    .where(_merchants.c.id == bindparam("merchant_id")))
+
+
+def engine_context(merchant_id: int, partner_id: int, offer_id: int, event: str) -> EngineContext:
+    """Merchant settings, partner and the partner's override for the event: one statement."""
+    row = db.session.connection().execute(_CONTEXT, {
+        "merchant_id": merchant_id, "partner_id": partner_id, "offer_id": offer_id,
+        "event": event}).one()
+    return EngineContext(
+        merchant=_Row(row.id, row.fraud_settings, row.ip_blocklist, row.default_hold_days),
+        partner=_Row(row.partner_id, email=row.email, postback_url=row.postback_url),
+        override=calc.Rate(row.percent, row.amount_minor, "override")
+        if row.override_id is not None else None)
+
+
+def attach(obj: Any) -> Any:
+    """Put a row inserted with Core into the session as a loaded object (no SELECT)."""
+    make_transient_to_detached(obj)
+    db.session.add(obj)
+    return obj
+
+
 # -- plan selection --------------------------------------------------------------------
 
-def plan_rates(plan: CommissionPlan) -> tuple[calc.Rate, list[calc.TierRate]]:
+def plan_rates(plan: CommissionPlan | PlanTerms) -> tuple[calc.Rate, list[calc.TierRate]]:
     """A plan's base rate and tiers as plain values."""
     return (calc.Rate(plan.percent, plan.amount_minor, "plan"),
             [calc.TierRate(t.min_conversions, t.percent, t.amount_minor) for t in plan.tiers])
@@ -76,7 +213,8 @@ def _email_hash(email: str) -> str:
     return hashlib.sha256(email.lower().encode()).hexdigest()
 
 
-def _coupon_partner_involved(conversion: Conversion, click: Click | None, offer: Offer) -> bool:
+def _coupon_partner_involved(conversion: Conversion, click: Click | None,
+                             offer: Offer | OfferTerms) -> bool:
     if click is not None and click.partner_id == conversion.partner_id:
         return True
     if not conversion.customer_id:
@@ -91,8 +229,19 @@ def _coupon_partner_involved(conversion: Conversion, click: Click | None, offer:
     return bool(earlier)
 
 
-def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: Merchant,
-           partner: Partner, postback_ip: str | None,
+_conversions = Conversion.__table__
+_TRAILING_AMOUNTS = (
+    select(_conversions.c.amount_minor)
+    .where(_conversions.c.offer_id == bindparam("offer_id"),
+           _conversions.c.event == bindparam("event"),
+           _conversions.c.id != bindparam("conversion_id"),
+           _conversions.c.amount_minor.is_not(None),
+           _conversions.c.created_at >= bindparam("since", type_=Conversion.created_at.type))
+    .order_by(_conversions.c.id.desc()).limit(OUTLIER_SAMPLE))
+
+
+def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerms,
+           merchant: Merchant | _Row, partner: Partner | _Row, postback_ip: str | None,
            settings: dict[str, dict[str, Any]]) -> fraud.Facts:
     """What the rules look at; the queries of disabled rules are skipped."""
     at = conversion.created_at
@@ -108,12 +257,9 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: 
             Conversion.created_at <= at)) or 0)
     trailing: list[int] = []
     if conversion.amount_minor is not None and on("amount_outlier"):
-        trailing = [int(a) for a in db.session.scalars(
-            select(Conversion.amount_minor).where(
-                Conversion.offer_id == offer.id, Conversion.event == conversion.event,
-                Conversion.id != conversion.id, Conversion.amount_minor.is_not(None),
-                Conversion.created_at >= at - OUTLIER_LOOKBACK)
-            .order_by(Conversion.id.desc()).limit(OUTLIER_SAMPLE))]
+        trailing = [int(a) for a in db.session.connection().execute(_TRAILING_AMOUNTS, {
+            "offer_id": offer.id, "event": conversion.event, "conversion_id": conversion.id,
+            "since": at - OUTLIER_LOOKBACK}).scalars().all()]
     today = 0
     if offer.daily_cap is not None and on("cap_exceeded"):
         day_start = datetime.combine(at.date(), time.min, tzinfo=at.tzinfo)
@@ -142,7 +288,7 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer, merchant: 
         daily_cap=offer.daily_cap, partner_conversions_today=today)
 
 
-def hold_days_for(offer: Offer, merchant: Merchant, partner_id: int) -> int:
+def hold_days_for(offer: Offer | OfferTerms, merchant: Merchant | _Row, partner_id: int) -> int:
     """The offer's hold (else the merchant's), shortened for a trusted partner (risk-based)."""
     days = offer.hold_days if offer.hold_days is not None else merchant.default_hold_days
     trusted = fraud.trusted_settings(merchant.fraud_settings)
@@ -161,7 +307,7 @@ def hold_days_for(offer: Offer, merchant: Merchant, partner_id: int) -> int:
     return days
 
 
-def _recurring_flag(conversion: Conversion, offer: Offer) -> dict[str, Any] | None:
+def _recurring_flag(conversion: Conversion, offer: Offer | OfferTerms) -> dict[str, Any] | None:
     """A reject flag when a recurring event falls outside the N months after the first sale."""
     if conversion.event in STANDARD_EVENTS or not offer.recurring_months:
         return None
@@ -180,20 +326,28 @@ def _recurring_flag(conversion: Conversion, offer: Offer) -> dict[str, Any] | No
 # -- the engine --------------------------------------------------------------------------
 
 def commission_for_conversion(conversion: Conversion, click: Click | None = None, *,
-                              postback_ip: str | None = None) -> Commission | None:
+                              postback_ip: str | None = None,
+                              offer: OfferTerms | None = None) -> Commission | None:
     """Compute the commission of a new conversion and add it (flush, no commit).
 
     Plan selection: override > tier > plan. Then the cap, every fraud rule and the
     hold. Returns None when the offer has no plan for the conversion's event.
+    ``offer``: the offer's terms when the caller has them already (the postback).
     """
-    offer = db.session.get(Offer, conversion.offer_id)
-    assert offer is not None
-    plan = next((p for p in offer.plans if p.event == conversion.event), None)
+    return conversion_commission(conversion, click, postback_ip=postback_ip, offer=offer)[0]
+
+
+def conversion_commission(conversion: Conversion, click: Click | None = None, *,
+                          postback_ip: str | None = None,
+                          offer: OfferTerms | None = None) -> tuple[Commission | None, bool]:
+    """``commission_for_conversion``, and whether the partner wants outgoing postbacks."""
+    terms = offer if offer is not None else load_offer_terms(conversion.offer_id)
+    assert terms is not None
+    plan = next((p for p in terms.plans if p.event == conversion.event), None)
     if plan is None:
-        return None
-    merchant = db.session.get(Merchant, conversion.merchant_id)
-    partner = db.session.get(Partner, conversion.partner_id)
-    assert merchant is not None and partner is not None
+        return None, False
+    ctx = engine_context(conversion.merchant_id, conversion.partner_id, terms.id, conversion.event)
+    merchant, partner = ctx.merchant, ctx.partner
     if click is None and conversion.click_id:
         click = db.session.scalar(select(Click).where(Click.id == conversion.click_id))
     if conversion.ip_hash is None and click is not None and click.ip_hash:
@@ -201,29 +355,37 @@ def commission_for_conversion(conversion: Conversion, click: Click | None = None
         conversion.ip_hash = click.ip_hash
 
     base, tiers = plan_rates(plan)
-    override = override_rate(offer.id, partner.id, conversion.event)
+    override = ctx.override
     # The month's count only matters when a tier could apply.
     nth = _nth_this_month(conversion) if tiers and override is None else 1
     rate = calc.choose_rate(base, tiers, override, nth)
     amount = calc.commission_amount(plan.type, rate, conversion.amount_minor)
 
     settings = fraud.rule_settings(merchant.fraud_settings)
-    flags = fraud.evaluate(_facts(conversion, click, offer, merchant, partner, postback_ip, settings),
+    flags = fraud.evaluate(_facts(conversion, click, terms, merchant, partner, postback_ip, settings),
                            settings)
-    recurring = _recurring_flag(conversion, offer)
+    recurring = _recurring_flag(conversion, terms)
     if recurring is not None:
         flags.append(recurring)
     status = fraud.status_for(flags)
-    hold_days = hold_days_for(offer, merchant, partner.id)
-    commission = Commission(
+    hold_days = hold_days_for(terms, merchant, partner.id)
+    if db.session.new or db.session.dirty:
+        db.session.flush()  # e.g. the conversion itself, added by the caller
+    now = clock.now()
+    values = dict(
         merchant_id=conversion.merchant_id, partner_id=conversion.partner_id,
         offer_id=conversion.offer_id, conversion_id=conversion.id, kind="conversion",
-        amount_minor=amount, currency=offer.currency, reversed_minor=0, status=status,
+        amount_minor=amount, currency=terms.currency, reversed_minor=0, status=status,
         hold_until=conversion.created_at + timedelta(days=hold_days), flags=flags,
-        reviewed_via="rules" if status == "rejected" else None)
-    db.session.add(commission)
-    db.session.flush()
-    return commission
+        accrual_date=None, click_count=None, reviewer_id=None,
+        reviewed_via="rules" if status == "rejected" else None, review_reason=None,
+        reviewed_at=None, approved_at=None, created_at=now, updated_at=now)
+    commission_id = db.session.connection().execute(_INSERT_COMMISSION, values).scalar_one()
+    commission = attach(Commission(id=commission_id, **values))
+    return commission, bool(partner.postback_url)
+
+
+_INSERT_COMMISSION = insert(Commission.__table__).returning(Commission.__table__.c.id)
 
 
 def _lock(commission_id: int) -> Commission | None:

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select
 
+from partnernet.commissions.services import OfferTerms, load_offer_terms
 from partnernet.conversions.exceptions import ClickExpired, Unattributed
 from partnernet.extensions import db
+from partnernet.links import buffer
 from partnernet.links import services as links
 from partnernet.links.models import Click, Coupon
-from partnernet.offers.models import Offer
 
 
 @dataclass
 class Attribution:
     """Who gets the credit, through what."""
 
-    offer: Offer
+    offer: OfferTerms
     partner_id: int
     click: Click | None
     coupon: Coupon | None
@@ -47,7 +48,7 @@ def pick_source(click_valid: bool, coupon_valid: bool, priority: str) -> str | N
     return None
 
 
-def earliest_visitor_click(click: Click, offer: Offer, now: datetime) -> Click:
+def earliest_visitor_click(click: Click, offer: OfferTerms, now: datetime) -> Click:
     """For first_click offers: the same visitor's earliest click on the offer within the window.
 
     Uses ``links.services.clicks_for_visitor`` when the tracking feature provides it (it
@@ -70,15 +71,37 @@ def earliest_visitor_click(click: Click, offer: Offer, now: datetime) -> Click:
     return min(candidates, key=lambda c: c.created_at)
 
 
-def _offer(offer_id: int) -> Offer | None:
-    # The plans come along: the postback needs them next (one query, not two).
-    return db.session.get(Offer, offer_id, options=[joinedload(Offer.plans)])
+def _offer(offer_id: int) -> OfferTerms | None:
+    # The plans and tiers come along: the postback and the engine need them next.
+    return load_offer_terms(offer_id)
+
+
+_CLICK = select(Click.__table__).where(Click.__table__.c.id == bindparam("click_id")).limit(1)
+
+
+def resolve_click(click_id: str) -> Click | None:
+    """``links.services.resolve_click`` (Redis buffer, then the table), read with Core.
+
+    The click comes back as an object outside the session: attribution only reads it.
+    """
+    if not click_id or len(click_id) != 32:
+        return None
+    click_id = click_id.lower()
+    if not links.CLICK_ID_RE.fullmatch(click_id):
+        return None
+    row: Any = buffer.buffered_click(click_id)
+    if row is None:
+        found = db.session.connection().execute(_CLICK, {"click_id": click_id}).first()
+        if found is None:
+            return None
+        row = found._asdict()
+    return Click(**row)
 
 
 def attribute(merchant_id: int, click_id: str | None, coupon_code: str | None,
               now: datetime) -> Attribution:
     """Attribute a conversion of the merchant, or raise ``Unattributed`` / ``ClickExpired``."""
-    click = links.resolve_click(click_id) if click_id else None
+    click = resolve_click(click_id) if click_id else None
     if click is not None and click.merchant_id != merchant_id:
         click = None  # another merchant's click does not exist here
     click_offer = _offer(click.offer_id) if click is not None else None

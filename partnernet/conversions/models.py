@@ -44,6 +44,9 @@ class Conversion(db.Model):
     __table_args__ = (
         UniqueConstraint("merchant_id", "event", "order_id"),
         Index("ix_conversions_merchant_created", "merchant_id", "created_at"),
+        # The amount-outlier rule reads the offer's latest 200 amounts of an event on every
+        # new conversion: a backward scan of this index, not a sort of all the offer's rows.
+        Index("ix_conversions_offer_event_id", "offer_id", "event", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

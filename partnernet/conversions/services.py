@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, and_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from partnernet import clock
@@ -78,16 +79,18 @@ def receive_postback(req: PostbackRequest) -> PostbackAnswer:
     now = clock.now()
     creds, auth_method, params = authenticate(req, now)
     merchant_id, allowlist = creds.merchant_id, list(creds.allowlist)
-    postback_id = log_raw_postback(
-        merchant_id=merchant_id, received_at=now, method=req.method,
-        params=loggable_params(params),
-        source_ip=(req.source_ip or "")[:64] or None,
-        order_id=(params.get("order_id") or "")[:255] or None,
-        outcome="received", auth_method=auth_method)
+    key = _order_key_or_none(params)
+    postback_id, looked_up = log_raw_postback_and_look_up(
+        dict(merchant_id=merchant_id, received_at=now, method=req.method,
+             params=loggable_params(params),
+             source_ip=(req.source_ip or "")[:64] or None,
+             order_id=(params.get("order_id") or "")[:255] or None,
+             outcome="received", auth_method=auth_method),
+        key)
     try:
         if not source_allowed(allowlist, req.source_ip):
             raise SourceNotAllowed(details={"source_ip": req.source_ip})
-        answer = process(merchant_id, params, now, req.source_ip)
+        answer = process(merchant_id, params, now, req.source_ip, looked_up=looked_up)
     except (PartnernetError, MoneyError) as exc:
         db.session.rollback()
         status = getattr(exc, "status_code", 400)
@@ -109,21 +112,58 @@ def receive_postback(req: PostbackRequest) -> PostbackAnswer:
     return answer
 
 
+def log_raw_postback_and_look_up(
+        values: dict[str, Any],
+        key: tuple[str, str] | None) -> tuple[int, dict[tuple[str, str], Any] | None]:
+    """``log_raw_postback``, and on PostgreSQL in the same statement the order's existing
+    conversion (``{(event, order_id): row or None}``), saving a round trip per postback.
+
+    The look-up reads committed data like the one ``process`` would make a moment later;
+    a conversion inserted in between is still caught by the unique constraint.
+    """
+    if key is None or db.engine.dialect.name != "postgresql":
+        return log_raw_postback(**values), None
+    row = {"http_status": None, "conversion_id": None, "message": None, **values,
+           "k_merchant_id": values["merchant_id"], "k_event": key[0], "k_order_id": key[1]}
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        found = conn.execute(_LOG_AND_LOOK_UP, row).one()
+    existing = found if found.id is not None else None
+    return int(found.postback_id), {key: existing}
+
+
 def log_raw_postback(**values: Any) -> int:
     """Store the raw postback and commit it at once, on a connection of its own; its id.
 
     One autocommitted statement on a connection of its own: committed before the
     use case begins, whatever happens to it, and the session is left untouched.
     """
+    row = {"http_status": None, "conversion_id": None, "message": None, **values}
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return int(conn.execute(insert(Postback).values(**values).returning(Postback.id)).scalar_one())
+        return int(conn.execute(_INSERT_POSTBACK, row).scalar_one())
+
+
+_postbacks = Postback.__table__
+_INSERT_POSTBACK = insert(_postbacks).returning(_postbacks.c.id)
+_logged = (insert(_postbacks)
+           .values({c.name: bindparam(c.name, type_=c.type) for c in _postbacks.c if c.name != "id"})
+           .returning(_postbacks.c.id).cte("logged"))
+_LOG_AND_LOOK_UP = (
+    select(_logged.c.id.label("postback_id"), Conversion.__table__.c.id,
+           Conversion.__table__.c.currency, Conversion.__table__.c.amount_minor)
+    .select_from(_logged.outerjoin(Conversion.__table__, and_(
+        Conversion.__table__.c.merchant_id == bindparam("k_merchant_id"),
+        Conversion.__table__.c.event == bindparam("k_event"),
+        Conversion.__table__.c.order_id == bindparam("k_order_id")))))
+_UPDATE_OUTCOME = (update(_postbacks).where(_postbacks.c.id == bindparam("postback_id"))
+                   .values(outcome=bindparam("outcome"), http_status=bindparam("http_status"),
+                           message=bindparam("message"), conversion_id=bindparam("conversion_id")))
 
 
 def _record_outcome(postback_id: int, outcome: str, http_status: int, message: str | None,
                     conversion_id: int | None) -> None:
-    db.session.execute(update(Postback).where(Postback.id == postback_id).values(
-        outcome=outcome[:32], http_status=http_status,
-        message=message[:500] if message else None, conversion_id=conversion_id))
+    db.session.connection().execute(_UPDATE_OUTCOME, {
+        "postback_id": postback_id, "outcome": outcome[:32], "http_status": http_status,
+        "message": message[:500] if message else None, "conversion_id": conversion_id})
 
 
 def _param(params: dict[str, str], name: str) -> str | None:
@@ -154,9 +194,8 @@ def _amount(text: str | None, currency: str) -> int | None:
         raise InvalidAmount(exc.message, details={"amount": text}) from None
 
 
-def process(merchant_id: int, params: dict[str, str], now: datetime,
-            source_ip: str | None) -> PostbackAnswer:
-    """Record the conversion (or refund) a postback reports; flush only, the caller commits."""
+def _order_key(params: dict[str, str]) -> tuple[str, str, str | None]:
+    """The event, status and order id of a postback, checked."""
     event = _param(params, "event") or "sale"
     if not EVENT_RE.match(event):
         raise InvalidParameter("event must be lower-case letters, digits and _.",
@@ -165,18 +204,47 @@ def process(merchant_id: int, params: dict[str, str], now: datetime,
     if status not in ("approved", "refunded"):
         raise InvalidParameter("status must be approved or refunded.",
                                details={"fields": {"status": ["approved or refunded"]}})
-    order_id = _param(params, "order_id")
+    return event, status, _param(params, "order_id")
+
+
+def _conversion_order_id(event: str, order_id: str | None, click_id: str | None) -> str:
+    """The order id a conversion is deduplicated on (one made up for a lead without one)."""
+    if order_id:
+        return order_id
+    if event == "sale" or not click_id:
+        raise MissingOrderId(details={"event": event})
+    return f"click:{click_id.lower()}"  # a lead without an order: one per click
+
+
+def _order_key_or_none(params: dict[str, str]) -> tuple[str, str] | None:
+    """(event, order id) of a new conversion's postback; None for a refund or bad parameters."""
+    try:
+        event, status, order_id = _order_key(params)
+        if status == "refunded":
+            return None
+        return event, _conversion_order_id(event, order_id, _param(params, "click_id"))
+    except (PartnernetError, MoneyError):
+        return None
+
+
+def process(merchant_id: int, params: dict[str, str], now: datetime, source_ip: str | None, *,
+            looked_up: dict[tuple[str, str], Any] | None = None) -> PostbackAnswer:
+    """Record the conversion (or refund) a postback reports; flush only, the caller commits.
+
+    ``looked_up``: the order's existing conversion, already read (``{(event, order_id): row
+    or None}``).
+    """
+    event, status, order_id = _order_key(params)
     currency = _currency(_param(params, "currency"))
     amount_text = _param(params, "amount")
     click_id = _param(params, "click_id")
     coupon = _param(params, "coupon")
     if status == "refunded":
         return refund(merchant_id, event, order_id, amount_text, currency)
-    if not order_id:
-        if event == "sale" or not click_id:
-            raise MissingOrderId(details={"event": event})
-        order_id = f"click:{click_id.lower()}"  # a lead without an order: one per click
-    existing = find_conversion(merchant_id, event, order_id)
+    order_id = _conversion_order_id(event, order_id, click_id)
+    key = (event, order_id)
+    existing = looked_up[key] if looked_up is not None and key in looked_up \
+        else _existing(merchant_id, event, order_id)
     if existing is not None:
         return duplicate(existing, amount_text, currency)
 
@@ -195,39 +263,70 @@ def process(merchant_id: int, params: dict[str, str], now: datetime,
     if plan.type == "cps" and amount_minor is None:
         raise InvalidAmount(f"amount is required: event {event!r} pays a percent of it.")
     email = _param(params, "customer_email")
-    conversion = Conversion(
+    click = att.click
+    values = dict(
         merchant_id=merchant_id, offer_id=offer.id, partner_id=att.partner_id,
-        click_id=att.click.id if att.click is not None else None,
+        click_id=click.id if click is not None else None,
         coupon_id=att.coupon.id if att.coupon is not None else None,
         event=event, order_id=order_id, amount_minor=amount_minor, currency=currency,
         refunded_minor=0, customer_id=_param(params, "customer_id"),
         customer_email_hash=email_hash(email) if email else None,
         customer_email_domain=email.rpartition("@")[2].lower()[:255] or None if email else None,
-        status="approved", created_at=now)
-    if not _insert_once(conversion):
+        # The shopper's address (the click's), as the commission engine would set it.
+        ip_hash=click.ip_hash if click is not None and click.ip_hash else None,
+        status="approved", created_at=now, updated_at=now)
+    conversion = _insert_once(values)
+    if conversion is None:
         # Another request inserted this order between our look-up and our insert.
-        existing = find_conversion(merchant_id, event, order_id)
+        existing = _existing(merchant_id, event, order_id)
         assert existing is not None
         return duplicate(existing, amount_text, currency)
-    commission = commissions.commission_for_conversion(conversion, att.click, postback_ip=source_ip)
-    notify = [commission.id] if commission is not None and _has_postback_url(commission) else []
+    commission, wants_postbacks = commissions.conversion_commission(
+        conversion, click, postback_ip=source_ip, offer=offer)
+    notify = [commission.id] if commission is not None and wants_postbacks else []
     return PostbackAnswer(_answer(conversion, "accepted", False, commission), notify)
 
 
-def _insert_once(conversion: Conversion) -> bool:
-    """Insert the conversion unless its (merchant, event, order id) exists: the unique
-    constraint decides, so concurrent postbacks of one order make one conversion."""
-    if db.session.get_bind().dialect.name == "sqlite":
-        # pysqlite defers BEGIN to the first write; a SAVEPOINT as the first statement
-        # would be the outermost transaction and its RELEASE would commit. Begin with
-        # a harmless write so the savepoint nests.
-        db.session.connection().exec_driver_sql("UPDATE merchants SET id = id WHERE id = -1")
-    try:
-        with db.session.begin_nested():
-            db.session.add(conversion)
-    except IntegrityError:
-        return False
-    return True
+_conversions = Conversion.__table__
+_UNIQUE = [_conversions.c.merchant_id, _conversions.c.event, _conversions.c.order_id]
+_INSERT_ONCE = {
+    name: dialect.insert(_conversions).on_conflict_do_nothing(index_elements=_UNIQUE)
+    .returning(_conversions.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_EXISTING = select(_conversions.c.id, _conversions.c.currency, _conversions.c.amount_minor).where(
+    _conversions.c.merchant_id == bindparam("merchant_id"),
+    _conversions.c.event == bindparam("event"), _conversions.c.order_id == bindparam("order_id"))
+_COMMISSION_OF = select(Commission.__table__).where(
+    Commission.__table__.c.conversion_id == bindparam("conversion_id"))
+
+
+def _existing(merchant_id: int, event: str, order_id: str) -> Any:
+    """The id, currency and amount of the merchant's conversion of an order and event, if any."""
+    return db.session.connection().execute(_EXISTING, {
+        "merchant_id": merchant_id, "event": event, "order_id": order_id}).first()
+
+
+def _insert_once(values: dict[str, Any]) -> Conversion | None:
+    """Insert the conversion unless its (merchant, event, order id) exists; None if it does.
+
+    The unique constraint decides, so concurrent postbacks of one order make one
+    conversion: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, SQLite
+    3.35+) waits for a concurrent insert of the same order and then inserts nothing.
+    """
+    conn = db.session.connection()
+    stmt = _INSERT_ONCE.get(conn.dialect.name)
+    if stmt is None:  # another database: a savepoint around a plain insert
+        conversion = Conversion(**values)
+        try:
+            with db.session.begin_nested():
+                db.session.add(conversion)
+        except IntegrityError:
+            return None
+        return conversion
+    new_id = conn.execute(stmt, values).scalar()
+    if new_id is None:
+        return None
+    return commissions.attach(Conversion(id=new_id, **values))
 
 
 def _has_postback_url(commission: Commission) -> bool:
@@ -246,17 +345,17 @@ def find_conversion(merchant_id: int, event: str, order_id: str, *,
     return db.session.scalar(stmt)
 
 
-def _commission_of(conversion: Conversion) -> Commission | None:
-    return db.session.scalar(select(Commission).where(Commission.conversion_id == conversion.id))
+def _commission_of(conversion: Any) -> Any:
+    """The conversion's commission as a row (its attributes are the model's), or None."""
+    return db.session.connection().execute(_COMMISSION_OF, {"conversion_id": conversion.id}).first()
 
 
-def _answer(conversion: Conversion, status: str, is_duplicate: bool,
-            commission: Commission | None) -> dict[str, Any]:
+def _answer(conversion: Any, status: str, is_duplicate: bool, commission: Any) -> dict[str, Any]:
     return {"conversion_id": conversion.id, "status": status, "duplicate": is_duplicate,
             "commission": commissions.commission_view(commission) if commission else None}
 
 
-def duplicate(existing: Conversion, amount_text: str | None, currency: str | None) -> PostbackAnswer:
+def duplicate(existing: Any, amount_text: str | None, currency: str | None) -> PostbackAnswer:
     """A repeat of a known order: 200 duplicate, or 409 if the amount or currency differ."""
     if currency is not None and currency != existing.currency:
         raise OrderConflict(details={"conversion_id": existing.id, "currency": existing.currency})

@@ -59,6 +59,9 @@ def _rate_key() -> str:
 @limiter.limit(lambda: current_app.config["POSTBACK_RATE_LIMIT"], key_func=_rate_key)
 def postback() -> Response:
     """A store reports a sale, lead, custom event or refund."""
+    # The limit was checked (a 429 still carries X-RateLimit-* and Retry-After); the
+    # headers on other answers would cost two more Redis round trips per postback.
+    limiter.context.view_rate_limit = None
     raw_body = request.get_data(cache=True)
     req = services.PostbackRequest(
         method=request.method, query=_flat(request.args.to_dict()), body=_body_params(),
