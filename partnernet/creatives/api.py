@@ -11,16 +11,20 @@ from flask_smorest import Blueprint
 from partnernet.api.auth import authenticate_request, merchant_id
 from partnernet.api.pagination import PageArgs, page_schema, paginate
 from partnernet.creatives import services
+from partnernet.creatives.report import creative_stats
 from partnernet.creatives.schemas import (
     CreativeIn,
     CreativeListArgs,
     CreativeOut,
     CreativePatch,
+    CreativeReportOut,
     CreativeSettingsIn,
     CreativeSettingsOut,
+    CreativeStatsOut,
     EndTestIn,
     ReportArgs,
     VariantOut,
+    VariantReportOut,
     VariantsIn,
 )
 from partnernet.creatives.settings import get_settings, update_settings
@@ -76,11 +80,21 @@ class CreativeItem(MethodView):
 @blp.route("/creatives/report")
 class CreativeReport(MethodView):
     @blp.arguments(ReportArgs, location="query")
+    @blp.response(200, CreativeReportOut)
     def get(self, args: dict[str, Any]) -> Any:
-        """Impressions, unique impressions, clicks and CTR by creative."""
-        rows = services.creative_report(merchant_id(), args.get("offer_id"), args.get("from_"),
-                                        args.get("to"))
+        """Impressions, CTR (clicks ÷ unique impressions), commission and CPM (commission per
+        1,000 unique impressions) by creative; ``from``/``to`` bound the events' times."""
+        rows = creative_stats(merchant_id(), args.get("offer_id"), args.get("from_"), args.get("to"))
         return {"items": rows}
+
+
+@blp.route("/creatives/<int:creative_id>/stats")
+class CreativeStats(MethodView):
+    @blp.arguments(ReportArgs, location="query")
+    @blp.response(200, CreativeStatsOut)
+    def get(self, args: dict[str, Any], creative_id: int) -> Any:
+        """One creative's impressions, clicks, CTR, commission and CPM."""
+        return creative_stats(merchant_id(), None, args.get("from_"), args.get("to"), creative_id)[0]
 
 
 @blp.route("/creatives/settings")
@@ -99,6 +113,7 @@ class CreativeSettingsItem(MethodView):
 
 @blp.route("/offers/<int:offer_id>/variants")
 class OfferVariants(MethodView):
+    @blp.response(200, VariantReportOut)
     def get(self, offer_id: int) -> Any:
         """The split test: CR with 95% interval and EPC per variant, and a verdict."""
         return services.variant_report(merchant_id(), offer_id)

@@ -87,3 +87,47 @@ class CreativeSettingsOut(Schema):
     fatigue_drop_percent = fields.Integer()
     refresh_days = fields.Integer()
     variant_hosts = fields.List(fields.String())
+
+
+class CreativeStatsOut(Schema):
+    creative_id = fields.Integer()
+    offer_id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    impressions = fields.Integer(metadata={"description": "every recorded view"})
+    unique_impressions = fields.Integer(metadata={"description": "unique, non-bot views (CPM pays these)"})
+    clicks = fields.Integer(metadata={"description": "non-bot clicks through the creative's snippet"})
+    ctr = fields.String(allow_none=True, metadata={"description": "clicks ÷ unique impressions"})
+    commission = fields.String(metadata={"description": "conversions' commissions + CPM share"})
+    currency = fields.String()
+    cpm = fields.String(allow_none=True, metadata={"description": "commission per 1,000 unique impressions"})
+    fatigued = fields.Boolean()
+    fatigue_reasons = fields.String(allow_none=True)
+
+
+class CreativeReportOut(Schema):
+    items = fields.List(fields.Nested(CreativeStatsOut))
+
+
+class VariantStatsOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    url = fields.String()
+    weight = fields.Integer()
+    status = fields.String()
+    is_winner = fields.Boolean()
+    clicks = fields.Integer()
+    conversions = fields.Integer()
+    conversion_rate = fields.String(allow_none=True)
+    conversion_rate_low = fields.String()
+    conversion_rate_high = fields.String()
+    commission = fields.String()
+    epc = fields.String(allow_none=True)
+
+
+class VariantReportOut(Schema):
+    offer_id = fields.Integer()
+    currency = fields.String()
+    variants = fields.List(fields.Nested(VariantStatsOut))
+    verdict = fields.String()

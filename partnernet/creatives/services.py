@@ -24,7 +24,7 @@ from partnernet.creatives.exceptions import (
     InvalidImage,
     InvalidVariants,
 )
-from partnernet.creatives.models import Creative, Impression, LandingVariant
+from partnernet.creatives.models import Creative, LandingVariant
 from partnernet.creatives.storage import get_storage
 from partnernet.extensions import db
 from partnernet.offers.services import get_offer
@@ -386,39 +386,7 @@ def variant_report(merchant_id: int, offer_id: int) -> dict[str, Any]:
 
 def creative_report(merchant_id: int, offer_id: int | None, since: datetime | None,
                     until: datetime | None) -> list[dict[str, Any]]:
-    """Impressions (all / unique non-bot), clicks, CTR and eCPM by creative of the merchant."""
-    from partnernet.links.models import Click
+    """Impressions, clicks, CTR, commission and CPM by creative (see ``creatives.report``)."""
+    from partnernet.creatives.report import creative_stats
 
-    stmt = select(Creative).where(Creative.merchant_id == merchant_id)
-    if offer_id is not None:
-        stmt = stmt.where(Creative.offer_id == offer_id)
-    creatives = list(db.session.scalars(stmt.order_by(Creative.id)))
-    if not creatives:
-        return []
-    ids = [c.id for c in creatives]
-    istmt = select(Impression.creative_id, func.count(),
-                   func.count().filter(Impression.is_unique.is_(True), Impression.is_bot.is_(False))
-                   ).where(Impression.merchant_id == merchant_id, Impression.creative_id.in_(ids))
-    if since:
-        istmt = istmt.where(Impression.created_at >= since)
-    if until:
-        istmt = istmt.where(Impression.created_at < until)
-    imps = {cid: (n, u) for cid, n, u in db.session.execute(istmt.group_by(Impression.creative_id))}
-    clicks: dict[int, int] = {}
-    if hasattr(Click, "creative_id"):
-        cstmt = select(Click.creative_id, func.count()).where(
-            Click.merchant_id == merchant_id, Click.creative_id.in_(ids), Click.is_bot.is_(False))
-        if since:
-            cstmt = cstmt.where(Click.created_at >= since)
-        if until:
-            cstmt = cstmt.where(Click.created_at < until)
-        clicks = dict(db.session.execute(cstmt.group_by(Click.creative_id)).all())
-    out = []
-    for c in creatives:
-        n, unique = imps.get(c.id, (0, 0))
-        k = int(clicks.get(c.id, 0))
-        out.append({"creative_id": c.id, "offer_id": c.offer_id, "name": c.name, "kind": c.kind,
-                    "impressions": n, "unique_impressions": unique, "clicks": k,
-                    "ctr": f"{k / unique:.4f}" if unique else None,
-                    "fatigued": c.fatigued_at is not None, "fatigue_reasons": c.fatigue_reasons})
-    return out
+    return creative_stats(merchant_id, offer_id, since, until)

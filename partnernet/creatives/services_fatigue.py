@@ -21,14 +21,16 @@ def daily_series(creative_id: int, since: date) -> list[DayCount]:
     from partnernet.links.models import Click
 
     start = datetime.combine(since, time.min, tzinfo=UTC)
-    day = func.date(Impression.created_at)
+    from partnernet.reports.rollup import day_of
+
+    day = day_of(Impression.created_at)
     imps = {str(d): n for d, n in db.session.execute(
         select(day, func.count()).where(Impression.creative_id == creative_id, Impression.is_bot.is_(False),
                                         Impression.is_unique.is_(True), Impression.created_at >= start)
         .group_by(day))}
     clicks: dict[str, int] = {}
     if hasattr(Click, "creative_id"):
-        cday = func.date(Click.created_at)
+        cday = day_of(Click.created_at)
         clicks = {str(d): n for d, n in db.session.execute(
             select(cday, func.count()).where(Click.creative_id == creative_id, Click.is_bot.is_(False),
                                              Click.created_at >= start).group_by(cday))}
