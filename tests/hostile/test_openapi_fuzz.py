@@ -25,9 +25,8 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 EXAMPLES = int(os.environ.get("PARTNERNET_FUZZ_EXAMPLES", "15"))
 CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
           st_checks.content_type_conformance, st_checks.response_schema_conformance]
-# Left out until its documented 200 schema is right: GET /api/v1/creatives/report answers its
-# report but documents the error shape for 200 (schemathesis ST108; reported to the lead).
-IN_PROGRESS = ("/api/v1/creatives/report",)
+# Routes left out of the fuzz while being written (none: the creatives report documents its 200).
+IN_PROGRESS: tuple[str, ...] = ()
 STATS_FILE = os.environ.get("PARTNERNET_RELIABILITY_STATS")
 
 
