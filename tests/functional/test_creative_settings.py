@@ -79,3 +79,44 @@ def test_fatigue_job_uses_the_merchants_refresh_interval(client, shop):
     db.session.expire_all()
     creative = db.session.get(Creative, cid)
     assert creative.fatigued_at is not None and creative.fatigue_reasons == "age"
+
+
+def test_fatigue_job_flags_a_ctr_drop_by_the_merchants_threshold(client, shop):
+    """Synthetic series: first 14 days 1,400 unique views and 140 clicks (CTR 10%); last 7 days
+    700 views and 49 clicks (CTR 7%): a 30% fall is not *more* than the default 30%, but is more
+    than a 25% threshold."""
+    from partnernet import tokens
+    from partnernet.creatives.models import Creative, Impression
+    from partnernet.creatives.services_fatigue import flag_fatigued
+    from partnernet.links.models import Click
+    from tests.factories import make_click_row, make_partner
+
+    m, offer = shop
+    start = NOW - timedelta(days=25)
+    clock.freeze(start)
+    cid = client.post(f"/api/v1/offers/{offer.id}/creatives", headers=auth(m.api_key),
+                      json={"kind": "text_link", "name": "Launch", "body": "x"}).get_json()["id"]
+    clock.freeze(NOW)
+    partner = make_partner(m.merchant.id)
+    link_id = make_click_row(offer, partner.id).link_id
+    rows_i, rows_c = [], []
+    for days, views, clicks in ((range(14), 100, 10), (range(18, 25), 100, 7)):
+        for d in days:
+            at = start + timedelta(days=d, hours=1)
+            rows_i += [Impression(id=tokens.new_click_id(), created_at=at, link_id=link_id,
+                                  merchant_id=m.merchant.id, offer_id=offer.id, partner_id=partner.id,
+                                  creative_id=cid, is_unique=True, is_bot=False) for _ in range(views)]
+            rows_c += [Click(id=tokens.new_click_id(), created_at=at, link_id=link_id,
+                             merchant_id=m.merchant.id, offer_id=offer.id, partner_id=partner.id,
+                             creative_id=cid) for _ in range(clicks)]
+    db.session.add_all(rows_i + rows_c)
+    db.session.commit()
+    put_settings(client, m, {"refresh_days": 60})
+    flag_fatigued()
+    db.session.expire_all()
+    assert db.session.get(Creative, cid).fatigued_at is None
+    put_settings(client, m, {"fatigue_drop_percent": 25})
+    flag_fatigued()
+    db.session.expire_all()
+    creative = db.session.get(Creative, cid)
+    assert creative.fatigued_at is not None and creative.fatigue_reasons == "ctr_drop"
