@@ -141,6 +141,7 @@ def client_process(index: int, port: int, plan: dict[str, Any], seconds: float, 
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 continue
             latency[kind].append((time.perf_counter() - started) * 1000)
+            duplicates += kind == "postback_duplicate"
             statuses[kind][response.status] = statuses[kind].get(response.status, 0) + 1
             if response.status != EXPECTED[kind]:
                 errors.append(f"{kind}: HTTP {response.status} {body[:200]!r}")
@@ -156,7 +157,6 @@ def client_process(index: int, port: int, plan: dict[str, Any], seconds: float, 
                     accepted_orders.append(order)
             elif kind == "postback_duplicate":
                 answer = json.loads(body)
-                duplicates += 1
                 if not answer.get("duplicate") or str(answer.get("conversion_id")) != accepted[order][0]:
                     mismatches += 1
                     errors.append(f"{kind}: a repeated order not answered as its duplicate: {answer}")

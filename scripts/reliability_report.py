@@ -66,6 +66,40 @@ def run_load(code: Path, runs: int, seconds: float, pg: str) -> None:
                        cwd=code, check=False)
 
 
+#: Issue 9's fault list, each with the test that breaks it on purpose (matched in the junit file).
+FAULT_LIST = (
+    ("Redis stopped during redirects: clicks fall back to the database, none lost",
+     "test_redis_outage_mid_run_loses_no_click"),
+    ("PostgreSQL unreachable during postbacks: 503 in the error shape, nothing half-written, "
+     "the store's retry lands exactly once", "test_database_down_during_postbacks_is_503"),
+    ("worker SIGKILLed during flush-clicks: the rerun stores every click once",
+     "test_worker_sigkilled_during_flush_clicks"),
+    ("worker SIGKILLed during approve-matured: the rerun converges, nothing doubled",
+     "test_worker_sigkilled_during_approve_matured"),
+    ("worker SIGKILLed during a payout (after Stripe's transfer, before the commit): one transfer",
+     "test_worker_killed_after_the_transfer_and_before_the_commit"),
+    ("RQ worker SIGKILLed mid-transfer: the sweeper finishes the payout once",
+     "test_rq_worker_killed_mid_transfer"),
+    ("Redis flushed while payouts are queued: the sweeper re-enqueues them",
+     "test_redis_flushed_while_payouts_are_queued"),
+    ("the clock jumping back and forward: nothing approved early or twice",
+     "test_clock_jumping_back_and_forward"),
+    ("a Stripe that times out, answers 500 or drops the connection after making the transfer: "
+     "the payout stays processing and the retry (same idempotency key) makes one transfer",
+     "test_lost_answer_stays_processing_then_retry_makes_one_transfer"),
+)
+
+
+def fault_list_section(cases: list[dict[str, Any]]) -> list[str]:
+    out = ["### Issue 9's fault list", "", "| fault | test | outcome |", "|---|---|---|"]
+    for fault, name in FAULT_LIST:
+        found = [c for c in cases if c["name"].startswith(name)]
+        outcome = ", ".join(sorted({c["outcome"] for c in found})) if found else "**not run**"
+        detail = f" ({len(found)} cases)" if len(found) > 1 else ""
+        out.append(f"| {fault} | `{name}…`{detail} | {outcome} |")
+    return out + [""]
+
+
 def load_results(count: int) -> list[dict[str, Any]]:
     """The newest ``count`` load results, oldest first."""
     files = sorted(RESULTS.glob("load-*.json"))[-count:]
@@ -254,6 +288,7 @@ def tests_section(cases: list[dict[str, Any]], hypo: dict[str, dict[str, int]],
     total = hypo_total + sum(s["inputs"] for s in schemathesis + fuzz)
     out += ["", f"In all **{total:,}** generated inputs, each one a request answered without a 5xx "
             "(the suites count the inputs they send; a failing input fails its test).", ""]
+    out += fault_list_section(cases)
     faults = [s for s in stats if s["suite"].startswith("fault")]
     if faults:
         out += ["### Faults survived (figures the fault tests recorded after their assertions held)", "",
