@@ -10,7 +10,8 @@ bounded (about 2 minutes with the default duration).
 Measures, printing ratios:
 1. ``/r/<code>`` under gunicorn (2 sync workers) with Redis vs a bare Flask 302 route
    served the same way (requests/s, p99), plus the naive insert-per-click path;
-2. SQL statements per cached redirect (counted in-process);
+   and ``/i/<code>.gif`` (the impression pixel) vs a bare Flask route answering the same GIF;
+2. SQL statements per cached redirect and per cached pixel (counted in-process);
 3. flush rows/s vs a raw psycopg COPY of the same rows into the same table and vs a
    per-row INSERT loop;
 4. Redis stopped mid-run: every click that got a 302 is in the database afterwards.
@@ -42,6 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Imported when gunicorn loads the module, not on the first measured request.
+from partnernet.creatives.views import GIF, PIXEL_HEADERS  # noqa: E402
+
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 SECRET = "bench-" + "k" * 40
 
@@ -52,6 +56,12 @@ bare_app = Flask("bare")
 @bare_app.get("/r/<code>")
 def bare_redirect(code: str) -> Response:
     return Response(status=302, headers={"Location": "https://shop.example/landing?src=aff"})
+
+
+@bare_app.get("/i/<code>.gif")
+def bare_pixel(code: str) -> Response:
+    """The pixel's baseline: the same GIF and headers, nothing recorded."""
+    return Response(GIF, status=200, headers=PIXEL_HEADERS)
 
 
 def free_port() -> int:
@@ -160,17 +170,30 @@ def gunicorn(app_path: str, env: dict[str, str], hosts: list[str], workers: int 
 
 
 def parse_latency(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """wrk's latency figure (``812.00us``, ``3.20ms``, ``1.01s``, ``1.00m``) in milliseconds."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise ValueError(f"unreadable wrk latency {text!r}")
+    number, unit = found.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def run_wrk(url: str, duration: int, connections: int = 16) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"User-Agent: {UA}", url],
         capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    try:
+        return _wrk_figures(out)
+    except (AttributeError, ValueError):
+        print(f"    (could not read wrk's output:)\n{out}")
+        raise
+
+
+def _wrk_figures(out: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = parse_latency(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p50 = parse_latency(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # The distribution's own lines ("     99%    23.98ms"), not a "+/- Stdev" figure ending in 50%.
+    p99 = parse_latency(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p50 = parse_latency(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     total = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -259,7 +282,7 @@ def truncate_clicks(app: Any) -> None:
 
 # -- the measurements -------------------------------------------------------------------------
 
-def sql_per_cached_redirect(app: Any, code: str, n: int = 200) -> float:
+def sql_per_cached_request(app: Any, path: str, status: int, n: int = 200) -> float:
     from sqlalchemy import event
 
     from partnernet.extensions import db
@@ -267,7 +290,7 @@ def sql_per_cached_redirect(app: Any, code: str, n: int = 200) -> float:
     statements: list[str] = []
     with app.app_context():
         client = app.test_client()
-        client.get(f"/r/{code}", headers={"User-Agent": UA})  # warm the caches
+        client.get(path, headers={"User-Agent": UA})  # warm the caches
         engine = db.engine
 
         def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -276,9 +299,9 @@ def sql_per_cached_redirect(app: Any, code: str, n: int = 200) -> float:
         event.listen(engine, "before_cursor_execute", count)
         try:
             for i in range(n):
-                r = client.get(f"/r/{code}?sub1={i}", headers={"User-Agent": UA},
+                r = client.get(f"{path}?sub1={i}", headers={"User-Agent": UA},
                                environ_base={"REMOTE_ADDR": f"10.1.{i // 250}.{i % 250}"})
-                assert r.status_code == 302
+                assert r.status_code == status
         finally:
             event.remove(engine, "before_cursor_execute", count)
     return len(statements) / n
@@ -301,7 +324,7 @@ def synthetic_rows(app: Any, n: int) -> list[dict[str, Any]]:
             "ip_truncated": "203.0.113.0", "ip_hash": secrets.token_hex(32), "user_agent": UA,
             "referer": "https://blog.example/post", "sub1": f"s{i % 50}", "sub2": None, "sub3": None,
             "sub4": None, "sub5": None, "visitor_id": secrets.token_urlsafe(16), "is_unique": i % 3 == 0,
-            "is_bot": False, "paid_ads_param": None, "country": None,
+            "is_bot": False, "paid_ads_param": None, "country": None, "variant_id": None, "creative_id": None,
         } for i in range(n)]
         db.session.remove()
         return rows
@@ -482,17 +505,26 @@ def main() -> int:
 
         bare_runs: list[dict[str, float]] = []
         red_runs: list[dict[str, float]] = []
+        bare_px_runs: list[dict[str, float]] = []
+        px_runs: list[dict[str, float]] = []
         bare_hosts, red_hosts = addresses(11), addresses(12)
+        bare_px_hosts, px_hosts = addresses(14), addresses(15)
         wait_port_hosts = ["127.0.0.1"]
-        with gunicorn("benchmarks.redirect:bare_app", env, wait_port_hosts + bare_hosts) as bare_port, \
-                gunicorn("wsgi:app", env, wait_port_hosts + red_hosts) as red_port:
+        with gunicorn("benchmarks.redirect:bare_app", env,
+                      wait_port_hosts + bare_hosts + bare_px_hosts) as bare_port, \
+                gunicorn("wsgi:app", env, wait_port_hosts + red_hosts + px_hosts) as red_port:
             before = click_count(app)
             for i in range(rounds):
                 bare_runs.append(run_wrk(f"http://{bare_hosts[i + 1]}:{bare_port}/r/{code}", args.duration))
                 red_runs.append(run_wrk(f"http://{red_hosts[i + 1]}:{red_port}/r/{code}", args.duration))
+                bare_px_runs.append(run_wrk(f"http://{bare_px_hosts[i + 1]}:{bare_port}/i/{code}.gif",
+                                            args.duration))
+                px_runs.append(run_wrk(f"http://{px_hosts[i + 1]}:{red_port}/i/{code}.gif", args.duration))
                 print(f"    round {i + 1}: bare {bare_runs[-1]['rps']:7.0f} req/s p99 "
                       f"{bare_runs[-1]['p99_ms']:6.1f} ms | redirect {red_runs[-1]['rps']:7.0f} req/s "
-                      f"p99 {red_runs[-1]['p99_ms']:6.1f} ms")
+                      f"p99 {red_runs[-1]['p99_ms']:6.1f} ms | bare GIF {bare_px_runs[-1]['rps']:7.0f} req/s "
+                      f"p99 {bare_px_runs[-1]['p99_ms']:6.1f} ms | pixel {px_runs[-1]['rps']:7.0f} req/s "
+                      f"p99 {px_runs[-1]['p99_ms']:6.1f} ms")
             served = sum(r["requests"] for r in red_runs)
             with app.app_context():
                 from partnernet.links import buffer
@@ -509,15 +541,21 @@ def main() -> int:
             print(f"    redirect with the flush job running alongside: {results['with_flusher']}")
         results["bare"] = {k: statistics.median(r[k] for r in bare_runs) for k in ("rps", "p99_ms")}
         results["redirect"] = {k: statistics.median(r[k] for r in red_runs) for k in ("rps", "p99_ms")}
+        results["bare_gif"] = {k: statistics.median(r[k] for r in bare_px_runs) for k in ("rps", "p99_ms")}
+        results["pixel"] = {k: statistics.median(r[k] for r in px_runs) for k in ("rps", "p99_ms")}
+        results["pixel_non_2xx"] = sum(r["non_3xx"] for r in px_runs)
         print(f"    median bare Flask 302:     {results['bare']}")
         print(f"    median /r/<code> (Redis):  {results['redirect']}")
+        print(f"    median bare Flask GIF:     {results['bare_gif']}")
+        print(f"    median /i/<code>.gif:      {results['pixel']}")
         with gunicorn("wsgi:app", naive_env, ["127.0.0.1", "127.0.13.1"]) as port:
             results["naive"] = run_wrk(f"http://127.0.13.1:{port}/r/{code}", args.duration)
         print(f"    /r/<code> without Redis (insert per click): {results['naive']}")
 
         print("== 2. SQL statements per cached redirect (in-process, 200 redirects)")
-        results["sql_per_redirect"] = sql_per_cached_redirect(app, code)
-        print(f"    {results['sql_per_redirect']:.3f}")
+        results["sql_per_redirect"] = sql_per_cached_request(app, f"/r/{code}", 302)
+        results["sql_per_pixel"] = sql_per_cached_request(app, f"/i/{code}.gif", 200)
+        print(f"    redirect {results['sql_per_redirect']:.3f}, pixel {results['sql_per_pixel']:.3f}")
 
         print(f"== 3. flush: {args.rows} rows into clicks (PostgreSQL, partitioned)")
         with app.app_context():
@@ -558,6 +596,11 @@ def main() -> int:
         ("naive insert-per-click / bare", naive["rps"] / bare["rps"], "(reference)", True),
         ("SQL statements per cached redirect", results["sql_per_redirect"], "== 0",
          results["sql_per_redirect"] == 0),
+        ("pixel throughput / bare GIF", results["pixel"]["rps"] / results["bare_gif"]["rps"], ">= 0.80",
+         results["pixel"]["rps"] / results["bare_gif"]["rps"] >= 0.8 and results["pixel_non_2xx"] == 0),
+        ("pixel p99 / bare GIF p99", results["pixel"]["p99_ms"] / results["bare_gif"]["p99_ms"], "(info)",
+         True),
+        ("SQL statements per cached pixel", results["sql_per_pixel"], "== 0", results["sql_per_pixel"] == 0),
         ("flush / raw COPY", results["flush_rps"] / results["copy_rps"], ">= 0.50",
          results["flush_rps"] / results["copy_rps"] >= 0.5),
         ("flush / per-row INSERT loop (1 txn)", results["flush_rps"] / results["row_insert_rps"], ">= 10",

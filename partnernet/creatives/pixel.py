@@ -110,4 +110,6 @@ def flush_impressions(batch_size: int = FLUSH_BATCH, max_batches: int = 40) -> d
     client = buffer.click_redis()
     if client is None:
         return {"flushed": 0, "buffer": None}
-    return IMPRESSIONS.flush(client, batch_size, max_batches)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return IMPRESSIONS.flush(client, lambda commands: buffer.run_commands(app, commands), batch_size,
+                             max_batches)

@@ -138,9 +138,9 @@ def _entry_click_id(payload: bytes) -> str:
     return payload.split(b"\t", 1)[0].decode()
 
 
-def _drop_click_keys(pipe: Any, batch: list[tuple[bytes, bytes]]) -> None:
+def _drop_click_keys(batch: list[tuple[bytes, bytes]]) -> list[list[bytes]]:
     """Flushed clicks resolve from the database now: their copies under the click id go."""
-    pipe.delete(*[click_key(_entry_click_id(payload)) for payload, _ in batch])
+    return [[b"UNLINK", *[click_key(_entry_click_id(payload)).encode() for payload, _ in batch]]]
 
 
 #: The clicks' stream buffer (``<prefix>clicks:buffer``).
@@ -178,6 +178,27 @@ def _pack(parts: list[bytes]) -> bytes:
     return b"".join(out)
 
 
+def _held_connection(state: _State) -> Any:
+    conn = getattr(state.local, "conn", None)
+    if conn is None:
+        conn = state.local.conn = state.client.connection_pool.make_connection()
+    return conn
+
+
+def run_commands(app: Flask, commands: list[list[bytes]]) -> list[Any]:
+    """Several commands in one write on this thread's held connection; their replies, as
+    hiredis parses them (no redis-py response callbacks: XRANGE stays nested lists)."""
+    state = _state(app)
+    conn = _held_connection(state)
+    try:
+        conn.send_packed_command([b"".join([_pack(c) for c in commands])], check_health=False)
+        return [conn.read_response() for _ in commands]
+    except BaseException:
+        conn.disconnect()
+        state.local.conn = None
+        raise
+
+
 def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
     """EVALSHA on this thread's own connection, packed here; raises ``redis_errors()``.
 
@@ -188,9 +209,7 @@ def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes])
     import redis
 
     state = _state(app)
-    conn = getattr(state.local, "conn", None)
-    if conn is None:
-        conn = state.local.conn = state.client.connection_pool.make_connection()
+    conn = _held_connection(state)
     command = _pack([b"EVALSHA", script.sha, b"%d" % len(keys), *keys, *args])
     try:
         conn.send_packed_command([command], check_health=False)
@@ -315,4 +334,5 @@ def flush_clicks(batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BAT
     client = click_redis()
     if client is None:
         return {"flushed": 0, "buffer": None}
-    return CLICKS.flush(client, batch_size, max_batches)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return CLICKS.flush(client, lambda commands: run_commands(app, commands), batch_size, max_batches)

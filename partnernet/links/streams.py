@@ -29,7 +29,7 @@ from partnernet.extensions import db
 
 log = logging.getLogger(__name__)
 
-FLUSH_BATCH = 5000
+FLUSH_BATCH = 10_000
 FLUSH_MAX_BATCHES = 40
 LOCK_SECONDS = 120
 
@@ -45,13 +45,14 @@ def _unescape(match: re.Match[str]) -> str:
 
 def _copy_text(value: Any) -> str:
     """One field in PostgreSQL's COPY text format (https://www.postgresql.org/docs/current/sql-copy.html)."""
+    kind = type(value)
+    if kind is str:
+        return value.translate(_COPY_ESCAPES)  # type: ignore[no-any-return]
     if value is None:
         return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, int):
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int:
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
@@ -66,12 +67,13 @@ class StreamBuffer:
     """
 
     def __init__(self, name: str, table_name: str, columns: tuple[str, ...],
-                 after_batch: Callable[[Any, list[tuple[bytes, bytes]]], None] | None = None) -> None:
+                 after_batch: Callable[[list[tuple[bytes, bytes]]], list[list[bytes]]] | None = None,
+                 ) -> None:
         self.name = name
         self.table_name = table_name
         self.columns = columns
-        #: Called with the Redis pipeline and the batch's (payload, is_unique) entries after it is
-        #: stored (extra cleanup).
+        #: Given the batch's (payload, is_unique) entries once stored: more Redis commands to run
+        #: with the trim (extra cleanup).
         self.after_batch = after_batch
         self._created = columns.index("created_at")
         self._unique = columns.index("is_unique")
@@ -239,37 +241,38 @@ class StreamBuffer:
         return self.store_entries([(self.encode(row).encode(), b"1" if row.get("is_unique") else b"0")
                                    for row in rows])
 
-    def flush(self, client: Any, batch_size: int = FLUSH_BATCH,
-              max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:
+    def flush(self, client: Any, run: Callable[[list[list[bytes]]], list[Any]],
+              batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:
         """Move buffered rows into the database in bulk. Idempotent; one flush at a time.
 
-        Entries leave the stream only after their batch is committed; a rerun after a crash
-        re-inserts them with ON CONFLICT DO NOTHING, so nothing is doubled.
+        ``run`` sends raw commands (``links.buffer.run_commands``): a batch of 10,000 entries
+        parsed by redis-py's callbacks cost as much as its COPY. Entries leave the stream only
+        after their batch is committed; a rerun after a crash re-inserts them with ON CONFLICT
+        DO NOTHING, so nothing is doubled.
         """
         lock_key = self.key("flush-lock")
         token = secrets.token_hex(8)
         if not client.set(lock_key, token, nx=True, ex=LOCK_SECONDS):
             return {"flushed": 0, "skipped": "another flush is running"}
         flushed = refused_total = 0
-        stream = self.key()
+        stream = self.key().encode()
         try:
             for _ in range(max_batches):
-                entries = client.xrange(stream, count=batch_size)
+                (entries,) = run([[b"XRANGE", stream, b"-", b"+", b"COUNT", b"%d" % batch_size]])
                 if not entries:
                     break
-                batch = [(fields[b"c"], fields[b"u"]) for _, fields in entries]
+                batch = [_entry_fields(fields) for _, fields in entries]
                 refused = self.store_entries(batch)
-                pipe = client.pipeline(transaction=False)
-                for row, reason in refused:
-                    pipe.xadd(self.key("dead"), {"c": self.encode_json(row), "error": reason})
+                commands = [[b"XADD", self.key("dead").encode(), b"*", b"c", self.encode_json(row).encode(),
+                             b"error", reason.encode()] for row, reason in refused]
                 # Everything up to the batch's last id was in the batch (read from the start, one
                 # flusher at a time, ids only grow): trim up to it in one small command.
-                last_ms, _, last_seq = entries[-1][0].decode().partition("-")
-                pipe.xtrim(stream, minid=f"{last_ms}-{int(last_seq) + 1}", approximate=False)
+                last_ms, _, last_seq = entries[-1][0].partition(b"-")
+                commands.append([b"XTRIM", stream, b"MINID", b"%s-%d" % (last_ms, int(last_seq) + 1)])
                 if self.after_batch is not None:
-                    self.after_batch(pipe, batch)
-                pipe.expire(lock_key, LOCK_SECONDS)
-                pipe.execute()
+                    commands += self.after_batch(batch)
+                commands.append([b"EXPIRE", lock_key.encode(), b"%d" % LOCK_SECONDS])
+                run(commands)
                 flushed += len(batch) - len(refused)
                 refused_total += len(refused)
                 if len(entries) < batch_size:
@@ -278,3 +281,11 @@ class StreamBuffer:
             if client.get(lock_key) == token.encode():
                 client.delete(lock_key)
         return {"flushed": flushed, "refused": refused_total}
+
+
+def _entry_fields(fields: list[bytes]) -> tuple[bytes, bytes]:
+    """(payload, is_unique flag) of a stream entry's raw field list ``[b"c", .., b"u", ..]``."""
+    if fields[0] == b"c" and fields[2] == b"u":
+        return fields[1], fields[3]
+    named = dict(zip(fields[::2], fields[1::2], strict=True))
+    return named[b"c"], named[b"u"]
