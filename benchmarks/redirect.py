@@ -145,8 +145,38 @@ class RedisServer:
             stop(self.proc)  # SIGTERM: Redis writes its AOF out and exits
 
 
+def _children_states(pid: int) -> list[str]:
+    """The scheduler states (R, S, D, ...) of a process's children, from /proc."""
+    states = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            states.append(fields[0])
+    return states
+
+
+def wait_workers_booted(proc: subprocess.Popen[bytes], workers: int, timeout: float = 90) -> None:
+    """Until every worker has imported the app and sits idle (sleeping) for half a second.
+
+    Without it the first measured run met a worker still importing the app on this loaded
+    machine: one worker served alone for seconds (half the throughput, p99 near 1 s).
+    """
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while time.monotonic() < deadline and calm < 5:
+        states = _children_states(proc.pid)
+        calm = calm + 1 if len(states) == workers and all(s == "S" for s in states) else 0
+        time.sleep(0.1)
+
+
 @contextmanager
-def gunicorn(app_path: str, env: dict[str, str], hosts: list[str], workers: int = 2) -> Iterator[int]:
+def gunicorn(app_path: str, env: dict[str, str], hosts: list[str], workers: int = 2,
+             warm_paths: tuple[str, ...] = ("/healthz",)) -> Iterator[int]:
     """gunicorn on one port of several loopback addresses.
 
     Sync workers close each connection, so a run opens thousands; a fresh server address
@@ -161,9 +191,11 @@ def gunicorn(app_path: str, env: dict[str, str], hosts: list[str], workers: int 
     try:
         wait_port(port, proc)
         wait_healthy(port, proc)
-        # Warm up on the first address (workers import lazily, caches fill); not measured.
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-H", f"User-Agent: {UA}",
-                        f"http://{hosts[0]}:{port}/healthz"], capture_output=True, timeout=30, check=False)
+        wait_workers_booted(proc, workers)
+        # Warm up on the first address, on the paths to be measured (caches fill); not measured.
+        for path in warm_paths:
+            subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-H", f"User-Agent: {UA}",
+                            f"http://{hosts[0]}:{port}{path}"], capture_output=True, timeout=30, check=False)
         yield port
     finally:
         stop(proc)
@@ -510,9 +542,11 @@ def main() -> int:
         bare_hosts, red_hosts = addresses(11), addresses(12)
         bare_px_hosts, px_hosts = addresses(14), addresses(15)
         wait_port_hosts = ["127.0.0.1"]
+        warm = (f"/r/{code}", f"/i/{code}.gif")  # the same for both servers
         with gunicorn("benchmarks.redirect:bare_app", env,
-                      wait_port_hosts + bare_hosts + bare_px_hosts) as bare_port, \
-                gunicorn("wsgi:app", env, wait_port_hosts + red_hosts + px_hosts) as red_port:
+                      wait_port_hosts + bare_hosts + bare_px_hosts, warm_paths=warm) as bare_port, \
+                gunicorn("wsgi:app", env, wait_port_hosts + red_hosts + px_hosts,
+                         warm_paths=warm) as red_port:
             before = click_count(app)
             for i in range(rounds):
                 bare_runs.append(run_wrk(f"http://{bare_hosts[i + 1]}:{bare_port}/r/{code}", args.duration))
@@ -548,7 +582,7 @@ def main() -> int:
         print(f"    median /r/<code> (Redis):  {results['redirect']}")
         print(f"    median bare Flask GIF:     {results['bare_gif']}")
         print(f"    median /i/<code>.gif:      {results['pixel']}")
-        with gunicorn("wsgi:app", naive_env, ["127.0.0.1", "127.0.13.1"]) as port:
+        with gunicorn("wsgi:app", naive_env, ["127.0.0.1", "127.0.13.1"], warm_paths=(f"/r/{code}",)) as port:
             results["naive"] = run_wrk(f"http://127.0.13.1:{port}/r/{code}", args.duration)
         print(f"    /r/<code> without Redis (insert per click): {results['naive']}")
 
