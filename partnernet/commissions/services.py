@@ -12,12 +12,16 @@ Helpers flush; entry points (``review_commission``, ``approve_matured``,
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, cast, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import make_transient_to_detached
 
 from partnernet import clock, jobs
@@ -48,6 +52,25 @@ NOTIFY_JOB = "partnernet.conversions.outgoing:notify_partner"
 # A new conversion is the hot path of every postback: the offer with its plans and tiers
 # is one statement, the merchant's settings with the partner and its override another,
 # all as plain values through SQLAlchemy Core (no ORM loading), built once per process.
+
+_READER: ContextVar[Connection | None] = ContextVar("partnernet_engine_reader", default=None)
+
+
+def reader() -> Connection:
+    """The connection the engine's reads go to: the session's, or the caller's (``reading_on``)."""
+    conn = _READER.get()
+    return conn if conn is not None else db.session.connection()
+
+
+@contextmanager
+def reading_on(conn: Connection) -> Iterator[Connection]:
+    """Send the hot path's reads to ``conn`` (the postback's autocommit connection)."""
+    token = _READER.set(conn)
+    try:
+        yield conn
+    finally:
+        _READER.reset(token)
+
 
 @dataclass
 class TierTerms:
@@ -121,7 +144,7 @@ _OFFER_TERMS = (
 
 def load_offer_terms(offer_id: int) -> OfferTerms | None:
     """The offer with its plans (by id) and their tiers (by threshold): one statement."""
-    rows = db.session.connection().execute(_OFFER_TERMS, {"offer_id": offer_id}).all()
+    rows = reader().execute(_OFFER_TERMS, {"offer_id": offer_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -160,7 +183,7 @@ _CONTEXT = (
 
 def engine_context(merchant_id: int, partner_id: int, offer_id: int, event: str) -> EngineContext:
     """Merchant settings, partner and the partner's override for the event: one statement."""
-    row = db.session.connection().execute(_CONTEXT, {
+    row = reader().execute(_CONTEXT, {
         "merchant_id": merchant_id, "partner_id": partner_id, "offer_id": offer_id,
         "event": event}).one()
     return EngineContext(
@@ -202,7 +225,7 @@ def _nth_this_month(conversion: Conversion) -> int:
         .where(Conversion.offer_id == conversion.offer_id,
                Conversion.partner_id == conversion.partner_id,
                Conversion.event == conversion.event, Conversion.created_at >= start,
-               Conversion.id != conversion.id,
+               Conversion.id != (conversion.id or 0),
                Commission.status.not_in(("rejected", "reversed"))))
     return int(earlier or 0) + 1
 
@@ -224,7 +247,7 @@ def _coupon_partner_involved(conversion: Conversion, click: Click | None,
         select(func.count()).select_from(Conversion).join(Click, Click.id == Conversion.click_id)
         .where(Conversion.merchant_id == conversion.merchant_id,
                Conversion.customer_id == conversion.customer_id,
-               Conversion.id != conversion.id, Click.partner_id == conversion.partner_id,
+               Conversion.id != (conversion.id or 0), Click.partner_id == conversion.partner_id,
                Click.created_at >= since))
     return bool(earlier)
 
@@ -253,19 +276,19 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerm
     if conversion.ip_hash and on("duplicate_ip"):
         same_ip = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.ip_hash == conversion.ip_hash,
-            Conversion.id != conversion.id, Conversion.created_at > at - timedelta(hours=24),
+            Conversion.id != (conversion.id or 0), Conversion.created_at > at - timedelta(hours=24),
             Conversion.created_at <= at)) or 0)
     trailing: list[int] = []
     if conversion.amount_minor is not None and on("amount_outlier"):
-        trailing = [int(a) for a in db.session.connection().execute(_TRAILING_AMOUNTS, {
-            "offer_id": offer.id, "event": conversion.event, "conversion_id": conversion.id,
+        trailing = [int(a) for a in reader().execute(_TRAILING_AMOUNTS, {
+            "offer_id": offer.id, "event": conversion.event, "conversion_id": conversion.id or 0,
             "since": at - OUTLIER_LOOKBACK}).scalars().all()]
     today = 0
     if offer.daily_cap is not None and on("cap_exceeded"):
         day_start = datetime.combine(at.date(), time.min, tzinfo=at.tzinfo)
         today = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.partner_id == conversion.partner_id,
-            Conversion.id != conversion.id, Conversion.created_at >= day_start,
+            Conversion.id != (conversion.id or 0), Conversion.created_at >= day_start,
             Conversion.created_at <= at)) or 0)
     ips = [ip for ip in (postback_ip, click.ip_truncated if click is not None else None) if ip]
     partner_email = (partner.email or "").lower()
@@ -315,7 +338,7 @@ def _recurring_flag(conversion: Conversion, offer: Offer | OfferTerms) -> dict[s
     if conversion.customer_id:
         first = db.session.scalar(select(func.min(Conversion.created_at)).where(
             Conversion.offer_id == offer.id, Conversion.event == "sale",
-            Conversion.customer_id == conversion.customer_id, Conversion.id != conversion.id))
+            Conversion.customer_id == conversion.customer_id, Conversion.id != (conversion.id or 0)))
     if calc.within_recurring_window(first, conversion.created_at, offer.recurring_months):
         return None
     reason = ("no earlier sale to this customer" if first is None else
@@ -341,6 +364,26 @@ def conversion_commission(conversion: Conversion, click: Click | None = None, *,
                           postback_ip: str | None = None,
                           offer: OfferTerms | None = None) -> tuple[Commission | None, bool]:
     """``commission_for_conversion``, and whether the partner wants outgoing postbacks."""
+    values, wants_postbacks = compute_commission(conversion, click, postback_ip=postback_ip,
+                                                 offer=offer)
+    if values is None:
+        return None, False
+    if db.session.new or db.session.dirty:
+        db.session.flush()  # e.g. the conversion itself, added by the caller
+    values["conversion_id"] = conversion.id
+    commission_id = db.session.connection().execute(_INSERT_COMMISSION, values).scalar_one()
+    return attach(Commission(id=commission_id, **values)), wants_postbacks
+
+
+def compute_commission(conversion: Conversion, click: Click | None = None, *,
+                       postback_ip: str | None = None,
+                       offer: OfferTerms | None = None) -> tuple[dict[str, Any] | None, bool]:
+    """The column values of a conversion's commission (no ``conversion_id``), not inserted,
+    and whether the partner wants outgoing postbacks; None without a plan for the event.
+
+    Reads only. ``conversion`` may not be inserted yet (no id): every count it takes
+    leaves the conversion itself out, so the result is the same before or after.
+    """
     terms = offer if offer is not None else load_offer_terms(conversion.offer_id)
     assert terms is not None
     plan = next((p for p in terms.plans if p.event == conversion.event), None)
@@ -369,20 +412,16 @@ def conversion_commission(conversion: Conversion, click: Click | None = None, *,
         flags.append(recurring)
     status = fraud.status_for(flags)
     hold_days = hold_days_for(terms, merchant, partner.id)
-    if db.session.new or db.session.dirty:
-        db.session.flush()  # e.g. the conversion itself, added by the caller
     now = clock.now()
     values = dict(
         merchant_id=conversion.merchant_id, partner_id=conversion.partner_id,
-        offer_id=conversion.offer_id, conversion_id=conversion.id, kind="conversion",
+        offer_id=conversion.offer_id, kind="conversion",
         amount_minor=amount, currency=terms.currency, reversed_minor=0, status=status,
         hold_until=conversion.created_at + timedelta(days=hold_days), flags=flags,
         accrual_date=None, click_count=None, reviewer_id=None,
         reviewed_via="rules" if status == "rejected" else None, review_reason=None,
         reviewed_at=None, approved_at=None, created_at=now, updated_at=now)
-    commission_id = db.session.connection().execute(_INSERT_COMMISSION, values).scalar_one()
-    commission = attach(Commission(id=commission_id, **values))
-    return commission, bool(partner.postback_url)
+    return values, bool(partner.postback_url)
 
 
 _INSERT_COMMISSION = insert(Commission.__table__).returning(Commission.__table__.c.id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from partnernet.commissions.services import OfferTerms, load_offer_terms
+from partnernet.commissions.services import OfferTerms, load_offer_terms, reader
 from partnernet.conversions.exceptions import ClickExpired, Unattributed
 from partnernet.extensions import db
 from partnernet.links import buffer
@@ -91,7 +91,7 @@ def resolve_click(click_id: str) -> Click | None:
         return None
     row: Any = buffer.buffered_click(click_id)
     if row is None:
-        found = db.session.connection().execute(_CLICK, {"click_id": click_id}).first()
+        found = reader().execute(_CLICK, {"click_id": click_id}).first()
         if found is None:
             return None
         row = found._asdict()

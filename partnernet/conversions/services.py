@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from partnernet import clock
@@ -56,6 +57,8 @@ class PostbackAnswer:
 
     body: dict[str, Any]
     notify_commission_ids: list[int] = field(default_factory=list)
+    #: The postback's outcome was written with the conversion (one statement, PostgreSQL).
+    outcome_recorded: bool = False
 
 
 # -- the use case ----------------------------------------------------------------------
@@ -75,22 +78,42 @@ def loggable_params(params: dict[str, str]) -> dict[str, str]:
 
 
 def receive_postback(req: PostbackRequest) -> PostbackAnswer:
-    """Authenticate, log, then record a conversion or refund. Commits (log first)."""
+    """Authenticate, log, then record a conversion or refund. Commits (log first).
+
+    On PostgreSQL the request runs on one autocommit connection: the raw log with the
+    dedupe look-up is one statement, the reads of attribution and the engine go to it,
+    and a new conversion, its commission and the postback's outcome are written by one
+    statement (so together or not at all). Refunds, and every other database, use the
+    session and commit once.
+    """
     now = clock.now()
     creds, auth_method, params = authenticate(req, now)
-    merchant_id, allowlist = creds.merchant_id, list(creds.allowlist)
+    log_values = dict(merchant_id=creds.merchant_id, received_at=now, method=req.method,
+                      params=loggable_params(params),
+                      source_ip=(req.source_ip or "")[:64] or None,
+                      order_id=(params.get("order_id") or "")[:255] or None,
+                      outcome="received", auth_method=auth_method)
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
+                commissions.reading_on(conn):
+            return _receive(req, creds.merchant_id, list(creds.allowlist), params, now,
+                            log_values, conn)
+    return _receive(req, creds.merchant_id, list(creds.allowlist), params, now, log_values, None)
+
+
+def _receive(req: PostbackRequest, merchant_id: int, allowlist: list[str], params: dict[str, str],
+             now: datetime, log_values: dict[str, Any], conn: Connection | None) -> PostbackAnswer:
     key = _order_key_or_none(params)
-    postback_id, looked_up = log_raw_postback_and_look_up(
-        dict(merchant_id=merchant_id, received_at=now, method=req.method,
-             params=loggable_params(params),
-             source_ip=(req.source_ip or "")[:64] or None,
-             order_id=(params.get("order_id") or "")[:255] or None,
-             outcome="received", auth_method=auth_method),
-        key)
+    looked_up = None
+    if conn is not None and key is not None:
+        postback_id, looked_up = log_raw_postback_and_look_up(log_values, key, conn)
+    else:
+        postback_id = log_raw_postback(**log_values)
     try:
         if not source_allowed(allowlist, req.source_ip):
             raise SourceNotAllowed(details={"source_ip": req.source_ip})
-        answer = process(merchant_id, params, now, req.source_ip, looked_up=looked_up)
+        answer = process(merchant_id, params, now, req.source_ip, looked_up=looked_up,
+                         postback_id=postback_id, autocommit=conn)
     except (PartnernetError, MoneyError) as exc:
         db.session.rollback()
         status = getattr(exc, "status_code", 400)
@@ -105,28 +128,32 @@ def receive_postback(req: PostbackRequest) -> PostbackAnswer:
         db.session.commit()
         raise
     answer.body["postback_id"] = postback_id
-    _record_outcome(postback_id, answer.body["status"], 200, None, answer.body["conversion_id"])
-    db.session.commit()
+    if not answer.outcome_recorded:
+        if conn is not None and not db.session().in_transaction():
+            # Only reads so far (a duplicate): one autocommitted statement.
+            _record_outcome(postback_id, answer.body["status"], 200, None,
+                            answer.body["conversion_id"], conn=conn)
+        else:
+            _record_outcome(postback_id, answer.body["status"], 200, None,
+                            answer.body["conversion_id"])
+            db.session.commit()
     for commission_id in answer.notify_commission_ids:
         outgoing.enqueue_notification(commission_id)
     return answer
 
 
 def log_raw_postback_and_look_up(
-        values: dict[str, Any],
-        key: tuple[str, str] | None) -> tuple[int, dict[tuple[str, str], Any] | None]:
-    """``log_raw_postback``, and on PostgreSQL in the same statement the order's existing
-    conversion (``{(event, order_id): row or None}``), saving a round trip per postback.
+        values: dict[str, Any], key: tuple[str, str],
+        conn: Connection) -> tuple[int, dict[tuple[str, str], Any]]:
+    """``log_raw_postback`` on an autocommit connection (PostgreSQL), and in the same
+    statement the order's existing conversion: ``{(event, order_id): row or None}``.
 
     The look-up reads committed data like the one ``process`` would make a moment later;
     a conversion inserted in between is still caught by the unique constraint.
     """
-    if key is None or db.engine.dialect.name != "postgresql":
-        return log_raw_postback(**values), None
     row = {"http_status": None, "conversion_id": None, "message": None, **values,
            "k_merchant_id": values["merchant_id"], "k_event": key[0], "k_order_id": key[1]}
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        found = conn.execute(_LOG_AND_LOOK_UP, row).one()
+    found = conn.execute(_LOG_AND_LOOK_UP, row).one()
     existing = found if found.id is not None else None
     return int(found.postback_id), {key: existing}
 
@@ -160,8 +187,8 @@ _UPDATE_OUTCOME = (update(_postbacks).where(_postbacks.c.id == bindparam("postba
 
 
 def _record_outcome(postback_id: int, outcome: str, http_status: int, message: str | None,
-                    conversion_id: int | None) -> None:
-    db.session.connection().execute(_UPDATE_OUTCOME, {
+                    conversion_id: int | None, *, conn: Connection | None = None) -> None:
+    (conn or db.session.connection()).execute(_UPDATE_OUTCOME, {
         "postback_id": postback_id, "outcome": outcome[:32], "http_status": http_status,
         "message": message[:500] if message else None, "conversion_id": conversion_id})
 
@@ -228,11 +255,13 @@ def _order_key_or_none(params: dict[str, str]) -> tuple[str, str] | None:
 
 
 def process(merchant_id: int, params: dict[str, str], now: datetime, source_ip: str | None, *,
-            looked_up: dict[tuple[str, str], Any] | None = None) -> PostbackAnswer:
+            looked_up: dict[tuple[str, str], Any] | None = None, postback_id: int | None = None,
+            autocommit: Connection | None = None) -> PostbackAnswer:
     """Record the conversion (or refund) a postback reports; flush only, the caller commits.
 
     ``looked_up``: the order's existing conversion, already read (``{(event, order_id): row
-    or None}``).
+    or None}``). ``autocommit`` (PostgreSQL): a new conversion, its commission and the
+    outcome of postback ``postback_id`` are written at once on that connection.
     """
     event, status, order_id = _order_key(params)
     currency = _currency(_param(params, "currency"))
@@ -275,6 +304,9 @@ def process(merchant_id: int, params: dict[str, str], now: datetime, source_ip: 
         # The shopper's address (the click's), as the commission engine would set it.
         ip_hash=click.ip_hash if click is not None and click.ip_hash else None,
         status="approved", created_at=now, updated_at=now)
+    if autocommit is not None and postback_id is not None:
+        return _write_at_once(autocommit, postback_id, values, click, offer, source_ip,
+                              amount_text, currency)
     conversion = _insert_once(values)
     if conversion is None:
         # Another request inserted this order between our look-up and our insert.
@@ -287,8 +319,65 @@ def process(merchant_id: int, params: dict[str, str], now: datetime, source_ip: 
     return PostbackAnswer(_answer(conversion, "accepted", False, commission), notify)
 
 
+def _write_at_once(conn: Connection, postback_id: int, values: dict[str, Any], click: Any,
+                   offer: Any, source_ip: str | None, amount_text: str | None,
+                   currency: str) -> PostbackAnswer:
+    """PostgreSQL: the commission is computed first (reads only), then one autocommitted
+    statement inserts the conversion unless the order exists (``ON CONFLICT DO NOTHING``),
+    its commission, and the postback's outcome — all three or none."""
+    conversion = Conversion(**values)
+    commission_values, wants_postbacks = commissions.compute_commission(
+        conversion, click, postback_ip=source_ip, offer=offer)
+    assert commission_values is not None  # the offer has a plan for the event (checked)
+    params = {f"v_{k}": v for k, v in conversion_values(conversion).items()}
+    params.update({f"m_{k}": v for k, v in commission_values.items()})
+    params["pb_id"] = postback_id
+    row = conn.execute(_WRITE_AT_ONCE, params).first()
+    if row is None:
+        # Another request inserted this order between our look-up and our insert.
+        existing = _existing(values["merchant_id"], values["event"], values["order_id"])
+        assert existing is not None
+        return duplicate(existing, amount_text, currency)
+    conversion.id = row.id
+    commission = Commission(id=row.commission_id, conversion_id=row.id, **commission_values)
+    notify = [commission.id] if wants_postbacks else []
+    return PostbackAnswer(_answer(conversion, "accepted", False, commission), notify,
+                          outcome_recorded=True)
+
+
+def conversion_values(conversion: Conversion) -> dict[str, Any]:
+    """Every column of a conversion not inserted yet (the ip hash as the engine set it)."""
+    return {name: getattr(conversion, name) for name in _CONVERSION_COLUMNS}
+
+
 _conversions = Conversion.__table__
 _UNIQUE = [_conversions.c.merchant_id, _conversions.c.event, _conversions.c.order_id]
+_CONVERSION_COLUMNS = [c.name for c in _conversions.c if c.name != "id"]
+_commissions = Commission.__table__
+_COMMISSION_COLUMNS = [c.name for c in _commissions.c if c.name not in ("id", "conversion_id")]
+_new_conversion = (
+    postgresql.insert(_conversions)
+    .values({n: bindparam(f"v_{n}", type_=_conversions.c[n].type) for n in _CONVERSION_COLUMNS})
+    .on_conflict_do_nothing(index_elements=_UNIQUE)
+    .returning(_conversions.c.id).cte("new_conversion"))
+_new_commission = (
+    insert(_commissions)
+    .from_select(_COMMISSION_COLUMNS + ["conversion_id"], select(
+        *[bindparam(f"m_{n}", type_=_commissions.c[n].type) for n in _COMMISSION_COLUMNS],
+        _new_conversion.c.id))
+    .returning(_commissions.c.id, _commissions.c.conversion_id).cte("new_commission"))
+_outcome = (
+    update(Postback.__table__)
+    .where(Postback.__table__.c.id == bindparam("pb_id"),
+           select(_new_commission.c.id).exists())
+    .values(outcome="accepted", http_status=200, message=None,
+            conversion_id=select(_new_commission.c.conversion_id).scalar_subquery())
+    .returning(Postback.__table__.c.id).cte("outcome"))
+_WRITE_AT_ONCE = (
+    select(_new_conversion.c.id, _new_commission.c.id.label("commission_id"))
+    .select_from(_new_conversion.join(
+        _new_commission, _new_commission.c.conversion_id == _new_conversion.c.id))
+    .add_cte(_outcome))
 _INSERT_ONCE = {
     name: dialect.insert(_conversions).on_conflict_do_nothing(index_elements=_UNIQUE)
     .returning(_conversions.c.id)
@@ -302,7 +391,7 @@ _COMMISSION_OF = select(Commission.__table__).where(
 
 def _existing(merchant_id: int, event: str, order_id: str) -> Any:
     """The id, currency and amount of the merchant's conversion of an order and event, if any."""
-    return db.session.connection().execute(_EXISTING, {
+    return commissions.reader().execute(_EXISTING, {
         "merchant_id": merchant_id, "event": event, "order_id": order_id}).first()
 
 
@@ -347,7 +436,7 @@ def find_conversion(merchant_id: int, event: str, order_id: str, *,
 
 def _commission_of(conversion: Any) -> Any:
     """The conversion's commission as a row (its attributes are the model's), or None."""
-    return db.session.connection().execute(_COMMISSION_OF, {"conversion_id": conversion.id}).first()
+    return commissions.reader().execute(_COMMISSION_OF, {"conversion_id": conversion.id}).first()
 
 
 def _answer(conversion: Any, status: str, is_duplicate: bool, commission: Any) -> dict[str, Any]:
