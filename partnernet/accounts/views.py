@@ -13,6 +13,7 @@ from wtforms.validators import DataRequired, Email, Length
 
 from partnernet.accounts import services
 from partnernet.accounts.fresh import fresh_login_required, mark_authenticated
+from partnernet.audit import audit
 from partnernet.errors import PartnernetError
 from partnernet.extensions import db, limiter
 
@@ -41,6 +42,28 @@ def safe_next(target: str | None, default: str) -> str:
             or "\\" in target:
         return default
     return target
+
+
+#: Machine endpoints whose refusals are audited here (the API audits its own in api/auth.py).
+AUDITED_ENDPOINTS = {"conversions.postback": "postback", "stripe_webhooks.stripe_webhook": "stripe_webhook"}
+
+
+@bp.after_app_request
+def _audit_refusals(response: Any) -> Any:
+    """A postback or Stripe webhook refused for its token or signature, or rate limited, goes
+    to the audit log; logged only, so a flood of bad requests cannot fill the database."""
+    source = AUDITED_ENDPOINTS.get(request.endpoint or "")
+    if source is None or response.status_code < 400:
+        return response
+    body = response.get_json(silent=True) if response.is_json else None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    # Stripe's convention answers a bad signature with a 400: its code says what it was.
+    if response.status_code in (401, 403) or code in ("invalid_signature", "invalid_token"):
+        audit("signature_failed", persist=False, source=source, status=response.status_code, code=code)
+    elif response.status_code == 429:
+        audit("rate_limited", persist=False, source=source, status=429, code=code)
+    return response
 
 
 def home_for(user: Any) -> str:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import aliased
 
 from partnernet import clock
 from partnernet.accounts.models import Merchant, Partner, User
+from partnernet.audit import audit
 from partnernet.commissions.ledger import post_entry
 from partnernet.commissions.models import Commission, LedgerEntry
 from partnernet.extensions import db
@@ -361,6 +362,8 @@ def approve_run(merchant_id: int, run_id: int, approver_id: int) -> PayoutRun:
     db.session.execute(update(Payout).where(Payout.run_id == run.id, Payout.status == "awaiting_approval")
                        .values(status="queued", next_attempt_at=now + _queue_grace(waiting)),
                        execution_options={"synchronize_session": False})
+    audit("payout_run_approved", user_id=approver_id, merchant_id=merchant_id, run_id=run.id,
+          payouts=waiting)
     db.session.commit()
     enqueue_sends(run.id)
     return run
@@ -378,6 +381,7 @@ def reject_run(merchant_id: int, run_id: int, user_id: int | None = None) -> Pay
     for payout in db.session.scalars(select(Payout).where(
             Payout.run_id == run.id, Payout.status == "awaiting_approval")):
         _fail(payout, "run_rejected", "The payout run was rejected by the second approver.")
+    audit("payout_run_rejected", user_id=user_id, merchant_id=merchant_id, run_id=run.id)
     db.session.commit()
     return run
 
