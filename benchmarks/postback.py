@@ -15,7 +15,10 @@ three phases of equal length with the same client processes:
 4. for context, the bare ``/healthz`` Flask route.
 
 It prints requests/s per phase and the ratios the issue asks for:
-new ÷ redirect ≥ 0.25 and duplicate ÷ new ≥ 1.
+new ÷ redirect ≥ 0.25 and duplicate ÷ new ≥ 1. Because the machine may be shared, it also
+prints the CPU each request cost (from /proc, Linux only): in the gunicorn workers and in
+the PostgreSQL backends of the benchmark's database; that figure does not depend on how
+much CPU other processes took during the phase.
 """
 
 from __future__ import annotations
@@ -77,9 +80,26 @@ def drive(port: int, paths: list[str], seconds: float, threads: int, queue: mp.Q
     queue.put(counts)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
-          threads: int) -> tuple[float, dict[int, int]]:
-    """Run one phase with one client process per path set; answer (req/s, status counts)."""
+          threads: int, watch: dict[str, object] | None = None) -> tuple[float, dict[int, int]]:
+    """Run one phase with one client process per path set; answer (req/s, status counts).
+
+    ``watch``: {label: callable returning pids} whose CPU per request is printed too.
+    """
+    before = {label: (get, cpu_seconds(get())) for label, get in (watch or {}).items()}  # type: ignore[operator]
     queue: mp.Queue = mp.Queue()
     procs = [mp.Process(target=drive, args=(port, paths, seconds, threads, queue))
              for paths in path_sets]
@@ -94,7 +114,14 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
         p.join()
     elapsed = time.monotonic() - started
     rate = sum(totals.values()) / elapsed
-    print(f"  {name:<22} {rate:8.0f} req/s   statuses {dict(sorted(totals.items()))}", flush=True)
+    cpu = ""
+    if before and sum(totals.values()):
+        n = sum(totals.values())
+        cpu = "   CPU/request: " + ", ".join(
+            f"{label} {(cpu_seconds(get()) - start) / n * 1000:.2f} ms"  # type: ignore[operator]
+            for label, (get, start) in before.items())
+    print(f"  {name:<22} {rate:8.0f} req/s   statuses {dict(sorted(totals.items()))}{cpu}",
+          flush=True)
     return rate, totals
 
 
@@ -196,6 +223,19 @@ def main() -> None:
                "--log-level", "warning", "wsgi:app"]
         server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
         wait_ready(args.port, server)
+        master = server.pid
+
+        def gunicorn_workers() -> list[int]:
+            found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+            return [int(pid) for pid in found.stdout.split()]
+
+        def backends() -> list[int]:
+            # Backends come and go with the pool; those alive at both ends are counted.
+            with admin.connect() as conn:
+                return [row[0] for row in conn.execute(text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = :n"), {"n": name})]
+
+        watch = {"gunicorn": gunicorn_workers, "postgres": backends}
 
         baseline_path = f"/r/{data['code']}"
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
@@ -222,22 +262,23 @@ def main() -> None:
               f"{args.seconds:.0f} s per phase; Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
         phase("warm-up", args.port, [[baseline_path]] * args.clients, 1.5, args.threads)
         base_rate, _ = phase(baseline_name, args.port, [[baseline_path]] * args.clients,
-                             args.seconds, args.threads)
+                             args.seconds, args.threads, watch)
         # Enough distinct orders that no client wraps around within the phase.
         per_client = 200_000
         new_sets = [postbacks(c, per_client) for c in range(args.clients)]
-        new_rate, new_status = phase("new postbacks", args.port, new_sets, args.seconds, args.threads)
+        new_rate, new_status = phase("new postbacks", args.port, new_sets, args.seconds, args.threads,
+                                     watch)
         # The first half of each client's share surely got recorded: repeat those.
         done = max(1, new_status.get(200, 0) // args.clients // 2)
         dup_sets = [paths[:min(done, 2000)] for paths in new_sets]
         dup_rate, dup_status = phase("duplicate postbacks", args.port, dup_sets, args.seconds,
-                                     args.threads)
+                                     args.threads, watch)
         # Context: the cost of any Flask request (the redirect answers cached codes before
         # Flask's request machinery, so it is cheaper than the cheapest Flask route).
         flask_rate = base_rate
         if baseline_path != "/healthz":
             flask_rate, _ = phase("bare Flask /healthz", args.port, [["/healthz"]] * args.clients,
-                                  args.seconds, args.threads)
+                                  args.seconds, args.threads, watch)
         print()
         print(f"new postbacks / {baseline_name}: {new_rate / base_rate:5.2f}  (target >= 0.25)")
         print(f"duplicate / new postbacks:       {dup_rate / new_rate:5.2f}  (target >= 1.00)")
