@@ -1,4 +1,5 @@
-"""Login and logout pages for the panels (Flask-Login sessions, CSRF, rate limit)."""
+"""Login, logout, re-authentication (fresh login) and login email pages for the panels
+(Flask-Login sessions, CSRF, rate limit), and the audit of refused postbacks and webhooks."""
 
 from __future__ import annotations
 
