@@ -366,3 +366,37 @@ def pacing(merchant_id: int, offer_id: int, now: datetime | None = None) -> dict
             "remaining": format_amount(budget.monthly_budget_minor - spend, cur),
             "on_track": projected <= budget.monthly_budget_minor,
             "days_elapsed": elapsed, "days_in_month": days_in_month}
+
+
+def pacing_overview(merchant_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every offer of the merchant with its pacing (``budget`` None when it has none)."""
+    offers = db.session.scalars(select(Offer).where(Offer.merchant_id == merchant_id)
+                                .order_by(Offer.name, Offer.id)).all()
+    budgeted = set(db.session.scalars(select(OfferBudget.offer_id)
+                                      .where(OfferBudget.merchant_id == merchant_id)))
+    rows = []
+    for offer in offers:
+        row = pacing(merchant_id, offer.id, now) if offer.id in budgeted else \
+            {"offer_id": offer.id, "currency": offer.currency, "budget": None}
+        row["offer_name"] = offer.name
+        rows.append(row)
+    return rows
+
+
+#: What each alert kind measures, and whether its values are percents.
+ALERT_METRICS = {"click_flood": ("Clicks", False),
+                 "conversion_rate_drop": ("Conversion rate", True),
+                 "refund_spike": ("Refund rate (7 days)", True)}
+
+
+def alert_figures(alert: AnomalyAlert) -> dict[str, str]:
+    """The metric, the actual value and the baseline of an alert as a person reads them
+    (a click flood's baseline is stored as the trailing total: shown as its daily mean)."""
+    label, is_percent = ALERT_METRICS.get(alert.kind, (alert.kind, False))
+    actual, baseline = alert.observed or "—", alert.baseline or "—"
+    if alert.kind == "click_flood" and alert.baseline.isdigit():
+        baseline = f"{ratio(int(alert.baseline), BASELINE_DAYS)} a day"
+    elif is_percent:
+        actual = f"{actual}%" if alert.observed else actual
+        baseline = f"{baseline}%" if alert.baseline else baseline
+    return {"metric": label, "actual": actual, "baseline": baseline}
