@@ -48,6 +48,8 @@ class ReportArgs(Schema):
     def _split(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         data["group_by"] = [g.strip() for g in data["group_by"].split(",") if g.strip()]
         data["first"] = data.pop("from_", None)
+        if data.get("country") is not None:
+            data["country"] = data["country"].upper()  # clicks store ISO codes upper-case
         return data
 
 

@@ -365,3 +365,72 @@ def test_rollup_job_runs_from_the_cli(app):
 
     assert db.session.scalar(select(func.sum(ClickRollup.clicks))) == 1
     assert "rollup" in jobs.PERIODIC and "anomalies" in jobs.PERIODIC
+
+
+def test_country_report_from_the_trusted_header_end_to_end(app_factory):
+    """Clicks get their country from the configured CDN header at the redirect; the country
+    report (raw path: the rollups hold no country) splits clicks and the conversions of those
+    clicks by it, and its totals equal the rollup report's."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from flask import g
+
+    from partnernet.extensions import db
+
+    app = app_factory(COUNTRY_HEADER="CF-IPCountry")
+    with app.app_context():
+        shop = make_merchant()
+        offer = make_offer(shop.merchant.id)
+        partner = make_partner(shop.merchant.id)
+        client = app.test_client()
+        made = client.post("/api/v1/links", json={"offer_id": offer.id, "partner_id": partner.id},
+                           headers=auth(shop.api_key))
+        assert made.status_code == 201, made.get_json()
+        code = made.get_json()["code"]
+        ids = {}
+        with clock.frozen(D1 + timedelta(hours=8)):
+            for n, country in enumerate(["DE", "DE", "FR", None, "XX"]):
+                client.delete_cookie("pn_vid")
+                answer = client.get(f"/r/{code}", headers={
+                    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+                    **({"CF-IPCountry": country} if country else {})},
+                    environ_base={"REMOTE_ADDR": f"203.0.113.{n + 1}"})
+                assert answer.status_code == 302
+                ids.setdefault(country, []).append(
+                    parse_qs(urlsplit(answer.headers["Location"]).query)["click_id"][0])
+        with clock.frozen(D1 + timedelta(hours=9)):
+            for order, (click, amount) in enumerate([(ids["DE"][0], "50.00"),
+                                                     (ids["FR"][0], "20.00"),
+                                                     (ids[None][0], "10.00")]):
+                sent = client.get("/postback", query_string={
+                    "token": shop.postback_token, "click_id": click, "order_id": f"C-{order}",
+                    "amount": amount})
+                assert sent.status_code == 200, sent.get_json()
+        run_rollup_at(D2)
+
+        def get(**query):
+            query.update({"from": "2026-03-02", "to": "2026-03-03"})
+            answer = client.get("/api/v1/reports", query_string=query, headers=auth(shop.api_key))
+            assert answer.status_code == 200, answer.get_json()
+            return answer.get_json()
+
+        by_country = get(group_by="country")
+        assert by_country["source"] == "raw"
+        rows = {r["country"]: r for r in by_country["items"]}
+        assert list(rows) == ["DE", "FR", None]  # "XX" (unknown) is no country
+        assert [(c, rows[c]["clicks"], rows[c]["conversions"], rows[c]["revenue"])
+                for c in rows] == [("DE", 2, 1, "50.00"), ("FR", 1, 1, "20.00"),
+                                   (None, 2, 1, "10.00")]
+        assert rows["DE"]["conversion_rate"] == "50.00"
+        # The country split adds up to the rollup report of the same days.
+        total = get(group_by="month")["items"]
+        assert total[0]["clicks"] == sum(r["clicks"] for r in rows.values()) == 5
+        assert total[0]["conversions"] == sum(r["conversions"] for r in rows.values()) == 3
+        assert total[0]["revenue"] == "80.00"
+        # A country filter (any case) narrows any grouping to that country's clicks.
+        de = get(group_by="day", country="de")
+        assert de["source"] == "raw"
+        assert [(r["day"], r["clicks"], r["conversions"]) for r in de["items"]] == \
+            [("2026-03-02", 2, 1)]
+        g.pop("_login_user", None)
+        db.session.remove()
