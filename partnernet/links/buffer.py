@@ -187,16 +187,27 @@ def _held_connection(state: _State) -> Any:
 
 def run_commands(app: Flask, commands: list[list[bytes]]) -> list[Any]:
     """Several commands in one write on this thread's held connection; their replies, as
-    hiredis parses them (no redis-py response callbacks: XRANGE stays nested lists)."""
+    hiredis parses them (no redis-py response callbacks: XRANGE stays nested lists).
+
+    The flush's commands are safe to repeat, so a held connection that Redis closed (it
+    restarted since) is replaced once and the commands sent again.
+    """
+    import redis
+
     state = _state(app)
-    conn = _held_connection(state)
-    try:
-        conn.send_packed_command([b"".join([_pack(c) for c in commands])], check_health=False)
-        return [conn.read_response() for _ in commands]
-    except BaseException:
-        conn.disconnect()
-        state.local.conn = None
-        raise
+    for attempt in (1, 2):
+        reused = getattr(state.local, "conn", None) is not None
+        conn = _held_connection(state)
+        try:
+            conn.send_packed_command([b"".join([_pack(c) for c in commands])], check_health=False)
+            return [conn.read_response() for _ in commands]
+        except BaseException as exc:
+            conn.disconnect()
+            state.local.conn = None
+            if attempt == 1 and reused and isinstance(exc, redis.exceptions.ConnectionError):
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes]) -> Any:

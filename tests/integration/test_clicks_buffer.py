@@ -234,6 +234,23 @@ def test_redis_outage_mid_run_loses_no_click(private_redis, app_factory):
         assert stored == before | during | after
 
 
+def test_flush_after_a_redis_restart_reconnects(private_redis, app_factory):
+    """The flush's held connection dies with Redis; the next flush opens a new one."""
+    app = app_factory(private_redis.url, CLICK_REDIS_BACKOFF_SECONDS=0.2)
+    with app.app_context():
+        link = make_link()
+        client = app.test_client()
+        first = hit(client, link.code)
+        assert buffer.flush_clicks()["flushed"] == 1  # this thread now holds a connection
+        private_redis.stop()
+        private_redis.start()
+        assert buffer.flush_clicks() == {"flushed": 0, "refused": 0}  # not a ConnectionError
+        buffered = [hit(client, link.code, ip=f"10.0.3.{i}") for i in range(3)]
+        assert buffer.flush_clicks() == {"flushed": 3, "refused": 0}
+        stored = {c.id for c in db.session.scalars(select(Click))}
+        assert stored == {first, *buffered}
+
+
 def test_redis_never_there_still_redirects(app_factory):
     app = app_factory(None)
     app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
