@@ -72,6 +72,50 @@ class ConversionRollup(db.Model):
     rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PartnerDayClickRollup(db.Model):
+    """``ClickRollup`` summed over offers and sub1: day × merchant × partner.
+
+    Derived from the fine rollup by the rollup job (each touched merchant-day is summed
+    again), so it holds the same numbers; the reports that group and filter only by
+    period, partner and channel (the dashboard, partner × day) read it: a few thousand
+    rows whatever the number of offers and sub ids."""
+
+    __tablename__ = "report_partner_day_clicks"
+    __table_args__ = (Index("ix_report_partner_day_clicks_merchant_day", "merchant_id", "day"),
+                      Index("ix_report_partner_day_clicks_partner_day", "partner_id", "day"))
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PartnerDayConversionRollup(db.Model):
+    """``ConversionRollup`` summed over offers and sub1: day × merchant × partner × event ×
+    currency (derived like ``PartnerDayClickRollup``)."""
+
+    __tablename__ = "report_partner_day_conversions"
+    __table_args__ = (
+        Index("ix_report_partner_day_conversions_merchant_day", "merchant_id", "day"),
+        Index("ix_report_partner_day_conversions_partner_day", "partner_id", "day"))
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class RollupWatermark(db.Model):
     """How far the rollup job has read each source (``clicks`` by created_at,
     ``changes`` by conversions' and commissions' updated_at)."""

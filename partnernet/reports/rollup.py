@@ -31,6 +31,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -46,7 +47,13 @@ from partnernet.conversions.models import Conversion
 from partnernet.extensions import db
 from partnernet.links.models import Click
 from partnernet.reports.metrics import CPC_EVENT, LEAD, SALE
-from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
+from partnernet.reports.models import (
+    ClickRollup,
+    ConversionRollup,
+    PartnerDayClickRollup,
+    PartnerDayConversionRollup,
+    RollupWatermark,
+)
 
 #: The rollup grain (besides event and currency on the money side).
 GRAIN = ("day", "merchant", "offer", "partner", "sub1")
@@ -352,11 +359,37 @@ CLICK_KEYS = ("day", "merchant_id", "offer_id", "partner_id", "sub1")
 MONEY_KEYS = CLICK_KEYS + ("event", "currency")
 
 
+def _derive_partner_days(fine: Any, coarse: Any, measures: Sequence[str],
+                         conds: list[Any]) -> None:
+    """Sum the fine rollup rows matching ``conds`` (written on both tables' day and
+    merchant) over offers and sub1 into the partner-day rollup, replacing its rows."""
+    keys = ["day", "merchant_id", "partner_id"] + (["event", "currency"]
+                                                   if fine is ConversionRollup else [])
+    f, c = fine.__table__.c, coarse.__table__.c
+    db.session.execute(delete(coarse).where(*[cond(c) for cond in conds]))
+    picked = select(*[f[k] for k in keys],
+                    *[cast(func.sum(f[m]), BigInteger) for m in measures]) \
+        .where(*[cond(f) for cond in conds]).group_by(*[f[k] for k in keys])
+    db.session.execute(insert(coarse).from_select(keys + list(measures), picked))
+
+
+def derive_click_days(pairs: Iterable[tuple[int, date]]) -> None:
+    """Bring the partner-day click rollup in line with the fine one on these merchant-days."""
+    by_merchant: dict[int, set[date]] = {}
+    for merchant_id, day in pairs:
+        by_merchant.setdefault(merchant_id, set()).add(day)
+    for merchant_id, days in by_merchant.items():
+        _derive_partner_days(ClickRollup, PartnerDayClickRollup, CLICK_MEASURES, [
+            lambda t, m=merchant_id: t.merchant_id == m,
+            lambda t, d=sorted(days): t.day.in_(d)])
+
+
 def add_clicks(after: datetime, until: datetime) -> int:
     """Add clicks with ``after < created_at <= until`` to the click rollups; rows written."""
     stmt = raw_click_select(GRAIN, None, [Click.created_at > after, Click.created_at <= until])
     rows = _click_rows(stmt)
     _upsert(ClickRollup, rows, CLICK_KEYS, CLICK_MEASURES, additive=True)
+    derive_click_days({(r["merchant_id"], r["day"]) for r in rows})
     return len(rows)
 
 
@@ -371,6 +404,10 @@ def recount_click_days(first: date, last: date, merchant_id: int | None = None) 
     db.session.execute(wipe)
     rows = _click_rows(raw_click_select(GRAIN, None, conds))
     _upsert(ClickRollup, rows, CLICK_KEYS, CLICK_MEASURES, additive=False)
+    span = [lambda t: t.day >= first, lambda t: t.day <= last]
+    if merchant_id is not None:
+        span.append(lambda t: t.merchant_id == merchant_id)
+    _derive_partner_days(ClickRollup, PartnerDayClickRollup, CLICK_MEASURES, span)
     return len(rows)
 
 
@@ -388,6 +425,8 @@ def recompute_money_day(merchant_id: int, day: date) -> int:
     rows = [dict(zip(MONEY_KEYS, (k[0], k[1], k[2], k[3], k[4], k[5], k[6]), strict=True),
                  **measures) for k, measures in merged.items()]
     _upsert(ConversionRollup, rows, MONEY_KEYS, MONEY_MEASURES, additive=False)
+    _derive_partner_days(ConversionRollup, PartnerDayConversionRollup, MONEY_MEASURES, [
+        lambda t: t.merchant_id == merchant_id, lambda t: t.day == day])
     return len(rows)
 
 
@@ -461,8 +500,9 @@ def reconcile_days(days: int = 2) -> dict[str, Any]:
 
 def rebuild() -> dict[str, Any]:
     """Throw the rollups away and build them again from the raw tables (a repair tool)."""
-    db.session.execute(delete(ClickRollup))
-    db.session.execute(delete(ConversionRollup))
+    for model in (ClickRollup, ConversionRollup, PartnerDayClickRollup,
+                  PartnerDayConversionRollup):
+        db.session.execute(delete(model))
     db.session.execute(delete(RollupWatermark))
     db.session.flush()
     return run_rollup()

@@ -27,7 +27,13 @@ from partnernet.links.models import Click
 from partnernet.reports import rollup
 from partnernet.reports.exceptions import InvalidReportRange
 from partnernet.reports.metrics import METRIC_COLUMNS, NO_MONEY, metric_values
-from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
+from partnernet.reports.models import (
+    ClickRollup,
+    ConversionRollup,
+    PartnerDayClickRollup,
+    PartnerDayConversionRollup,
+    RollupWatermark,
+)
 from partnernet.reports.rollup import Scope
 
 PERIODS = ("day", "week", "month")
@@ -102,29 +108,36 @@ def _rollup_filters(model: Any, filters: dict[str, Any]) -> list[Any]:
 
 def _rollup_selects(dims: list[str], scope: Scope, first: date, last: date,
                     filters: dict[str, Any]) -> tuple[Any, Any]:
-    """The click and the money aggregate over the rollup tables."""
+    """The click and the money aggregate over the rollup tables: the partner-day ones when
+    the report neither groups nor filters by offer or sub1, else the fine ones."""
+    fine = any(d in ("offer", "sub1") for d in dims) or any(
+        filters.get(f) is not None for f in ("offer_id", "sub1"))
+    click_model, money_model = (ClickRollup, ConversionRollup) if fine else \
+        (PartnerDayClickRollup, PartnerDayConversionRollup)
+
     def dim_exprs(model: Any) -> list[Any]:
-        names = {"day": model.day, "offer": model.offer_id, "partner": model.partner_id,
-                 "sub1": model.sub1, "channel": Partner.channel_type}
+        names = {"day": model.day, "partner": model.partner_id, "channel": Partner.channel_type}
+        if fine:
+            names.update(offer=model.offer_id, sub1=model.sub1)
         return [names[d].label(d) for d in dims]
 
     needs_partner = "channel" in dims or filters.get("channel") is not None
-    c_dims = dim_exprs(ClickRollup)
-    clicks = select(*c_dims, *[cast(func.coalesce(func.sum(getattr(ClickRollup, m)), 0),
+    c_dims = dim_exprs(click_model)
+    clicks = select(*c_dims, *[cast(func.coalesce(func.sum(getattr(click_model, m)), 0),
                                     BigInteger).label(m)
-                               for m in rollup.CLICK_MEASURES]).select_from(ClickRollup)
-    m_dims = dim_exprs(ConversionRollup) + [ConversionRollup.currency.label("currency")]
-    money = select(*m_dims, *rollup.money_sums(ConversionRollup.__table__.c)) \
-        .select_from(ConversionRollup)
+                               for m in rollup.CLICK_MEASURES]).select_from(click_model)
+    m_dims = dim_exprs(money_model) + [money_model.currency.label("currency")]
+    money = select(*m_dims, *rollup.money_sums(money_model.__table__.c)) \
+        .select_from(money_model)
     if needs_partner:
-        clicks = clicks.join(Partner, Partner.id == ClickRollup.partner_id)
-        money = money.join(Partner, Partner.id == ConversionRollup.partner_id)
-    clicks = clicks.where(ClickRollup.day >= first, ClickRollup.day <= last,
-                          *scope.where(ClickRollup.merchant_id, ClickRollup.partner_id),
-                          *_rollup_filters(ClickRollup, filters)).group_by(*c_dims)
-    money = money.where(ConversionRollup.day >= first, ConversionRollup.day <= last,
-                        *scope.where(ConversionRollup.merchant_id, ConversionRollup.partner_id),
-                        *_rollup_filters(ConversionRollup, filters)).group_by(*m_dims)
+        clicks = clicks.join(Partner, Partner.id == click_model.partner_id)
+        money = money.join(Partner, Partner.id == money_model.partner_id)
+    clicks = clicks.where(click_model.day >= first, click_model.day <= last,
+                          *scope.where(click_model.merchant_id, click_model.partner_id),
+                          *_rollup_filters(click_model, filters)).group_by(*c_dims)
+    money = money.where(money_model.day >= first, money_model.day <= last,
+                        *scope.where(money_model.merchant_id, money_model.partner_id),
+                        *_rollup_filters(money_model, filters)).group_by(*m_dims)
     return clicks, money
 
 

@@ -54,10 +54,16 @@ def _wipe():
     from partnernet.conversions.models import Conversion
     from partnernet.extensions import db
     from partnernet.links.models import Click, Link
-    from partnernet.reports.models import ClickRollup, ConversionRollup, RollupWatermark
+    from partnernet.reports.models import (
+        ClickRollup,
+        ConversionRollup,
+        PartnerDayClickRollup,
+        PartnerDayConversionRollup,
+        RollupWatermark,
+    )
 
     for model in (Commission, Conversion, Click, Link, ClickRollup, ConversionRollup,
-                  RollupWatermark):
+                  PartnerDayClickRollup, PartnerDayConversionRollup, RollupWatermark):
         db.session.execute(delete(model))
     db.session.commit()
 
@@ -145,7 +151,8 @@ def test_rollup_equals_raw_aggregation(network, steps):
         run_rollup(settle_seconds=0)
     scope = Scope(merchant_id=shop.merchant.id)
     first, last = START.date(), now.date()
-    for group_by in (["day", "offer", "partner", "sub1"], ["channel"], ["month"]):
+    for group_by in (["day", "offer", "partner", "sub1"], ["partner", "day"], ["channel"],
+                     ["month"]):
         rolled = build_report(scope, group_by, first, last)
         raw = build_report(scope, group_by, first, last, force_source="raw")
         assert rolled.source == "rollup"
