@@ -171,6 +171,13 @@ def partner_creatives(partner_id: int, offer_id: int) -> list[Creative]:
             and (c.ends_at is None or c.ends_at > now)]
 
 
+def md_text(text: str) -> str:
+    """Link text safe inside markdown ``[...]``: one line, brackets and backslashes escaped, and
+    HTML-escaped (markdown passes raw HTML through: a merchant's text must not become markup)."""
+    flat = escape(" ".join(text.split()), quote=False)
+    return "".join("\\" + ch if ch in "\\[]" else ch for ch in flat)
+
+
 def snippets(creative: Creative, link_code: str) -> dict[str, str]:
     """Ready-to-paste HTML and markdown embedding the partner's link (with ``cr``) and pixel."""
     base = current_app.config["BASE_URL"]
@@ -182,11 +189,11 @@ def snippets(creative: Creative, link_code: str) -> dict[str, str]:
         html = (f'<a href="{escape(url)}" rel="sponsored"><img src="{escape(img)}" '
                 f'width="{creative.image_width}" height="{creative.image_height}" alt="{text}"></a>'
                 f'<img src="{escape(pixel)}" width="1" height="1" alt="">')
-        markdown = f"[![{creative.body or creative.name}]({img})]({url})![]({pixel})"
+        markdown = f"[![{md_text(creative.body or creative.name)}]({img})]({url})![]({pixel})"
     else:
         html = (f'<a href="{escape(url)}" rel="sponsored">{text}</a>'
                 f'<img src="{escape(pixel)}" width="1" height="1" alt="">')
-        markdown = f"[{creative.body or creative.name}]({url})![]({pixel})"
+        markdown = f"[{md_text(creative.body or creative.name)}]({url})![]({pixel})"
     return {"url": url, "pixel": pixel, "html": html, "markdown": markdown}
 
 
