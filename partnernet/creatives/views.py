@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from partnernet.creatives import pixel, services
 from partnernet.links import tracking
-from partnernet.links.views import _COOKIE_RE, visit_from_environ
+from partnernet.links.views import _COOKIE_RE
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,17 @@ _PIXEL_PATH = re.compile(r"/i/([A-Za-z0-9_-]{1,32})(?:/([0-9]{1,18}))?\.gif")
 
 
 def pixel_visit(environ: dict[str, Any], target: tracking.LinkTarget) -> tracking.Visit:
-    """The viewer: only a visitor id it already carries says who it is (a fresh one would make
-    every view unique); none at all for a cookieless merchant."""
-    visit = visit_from_environ(environ, cookieless=True)
+    """The viewer: address, user agent and only a visitor id it already carries (a fresh one
+    would make every view unique); none at all for a cookieless merchant. The query, subs and
+    referer the redirect reads do not matter to an impression: not parsed."""
+    visitor_id = None
     if not target.cookieless:
         cookie = _COOKIE_RE.search(environ.get("HTTP_COOKIE", ""))
-        visit.visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
-    return visit
+        visitor_id = tracking.valid_visitor_id(cookie.group(1) if cookie else None)
+    return tracking.Visit(ip=environ.get("REMOTE_ADDR"),
+                          user_agent=tracking.clean(environ.get("HTTP_USER_AGENT"), 512),
+                          referer=None, subs=(None,) * 5, visitor_id=visitor_id,
+                          is_head=environ.get("REQUEST_METHOD") == "HEAD", paid_ads_param=None)
 
 
 def _pixel(code: str, creative_id: int | None) -> Response:
