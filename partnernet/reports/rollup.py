@@ -373,15 +373,7 @@ def _derive_partner_days(fine: Any, coarse: Any, measures: Sequence[str],
     db.session.execute(insert(coarse).from_select(keys + list(measures), picked))
 
 
-def derive_click_days(pairs: Iterable[tuple[int, date]]) -> None:
-    """Bring the partner-day click rollup in line with the fine one on these merchant-days."""
-    by_merchant: dict[int, set[date]] = {}
-    for merchant_id, day in pairs:
-        by_merchant.setdefault(merchant_id, set()).add(day)
-    for merchant_id, days in by_merchant.items():
-        _derive_partner_days(ClickRollup, PartnerDayClickRollup, CLICK_MEASURES, [
-            lambda t, m=merchant_id: t.merchant_id == m,
-            lambda t, d=sorted(days): t.day.in_(d)])
+PARTNER_DAY_KEYS = ("day", "merchant_id", "partner_id")
 
 
 def add_clicks(after: datetime, until: datetime) -> int:
@@ -389,7 +381,16 @@ def add_clicks(after: datetime, until: datetime) -> int:
     stmt = raw_click_select(GRAIN, None, [Click.created_at > after, Click.created_at <= until])
     rows = _click_rows(stmt)
     _upsert(ClickRollup, rows, CLICK_KEYS, CLICK_MEASURES, additive=True)
-    derive_click_days({(r["merchant_id"], r["day"]) for r in rows})
+    # The same counts added to the partner-day rollup: cost of the new rows only.
+    coarse: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["day"], r["merchant_id"], r["partner_id"])
+        slot = coarse.setdefault(key, {"day": key[0], "merchant_id": key[1],
+                                       "partner_id": key[2], **dict.fromkeys(CLICK_MEASURES, 0)})
+        for m in CLICK_MEASURES:
+            slot[m] += r[m]
+    _upsert(PartnerDayClickRollup, list(coarse.values()), PARTNER_DAY_KEYS, CLICK_MEASURES,
+            additive=True)
     return len(rows)
 
 
