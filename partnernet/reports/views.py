@@ -6,17 +6,17 @@ logged-in merchant, so another merchant's alert or offer is a 404.
 
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import HiddenField, IntegerField, StringField
 from wtforms.validators import DataRequired, Length
 
 from partnernet.accounts.models import Merchant, Partner
+from partnernet.admin.views import merchant_required, mid
 from partnernet.errors import PartnernetError
 from partnernet.extensions import db
 from partnernet.money import MoneyError
@@ -38,26 +38,6 @@ class BudgetForm(FlaskForm):
 
     offer_id = HiddenField(validators=[DataRequired()])
     amount = StringField("Monthly budget", validators=[DataRequired(), Length(max=20)])
-
-
-def merchant_required(view: Any) -> Any:
-    """Only a merchant's staff: partners go to their portal, anyone else is refused."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_user.role == "partner":
-            return redirect(url_for("portal.dashboard"))
-        if current_user.role != "merchant" or current_user.merchant_id is None:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def mid() -> int:
-    """The logged-in merchant's id: every query here is scoped by it."""
-    return int(current_user.merchant_id)
 
 
 @bp.context_processor
