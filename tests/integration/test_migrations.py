@@ -34,6 +34,27 @@ def _not_a_partition(name, type_, parent_names):
                                                 or name == "clicks_default"))
 
 
+def _model_collations(conn, metadata):
+    """(table, column) -> collation the models ask for on this dialect (None: the default)."""
+    wanted = {}
+    for table in metadata.sorted_tables:
+        for column in table.columns:
+            type_ = column.type.dialect_impl(conn.dialect)
+            wanted[(table.name, column.name)] = getattr(type_, "collation", None)
+    return {key: value for key, value in wanted.items() if value}
+
+
+def _collations(conn, metadata):
+    """The same, read from PostgreSQL's catalogue, for the columns the models collate."""
+    found = {}
+    for table_name, column_name in _model_collations(conn, metadata):
+        found[(table_name, column_name)] = conn.scalar(text(
+            "select collation_name from information_schema.columns "
+            "where table_schema = current_schema() and table_name = :t and column_name = :c"),
+            {"t": table_name, "c": column_name})
+    return found
+
+
 def test_upgrade_matches_models_and_is_repeatable(empty_database_url):
     from flask_migrate import upgrade
 
@@ -58,6 +79,9 @@ def test_upgrade_matches_models_and_is_repeatable(empty_database_url):
                 partitions = conn.scalar(text("select count(*) from pg_inherits i join pg_class p "
                                               "on p.oid = i.inhparent where p.relname = 'clicks'"))
                 assert partitions >= 2, "clicks has its default and day partitions"
+                assert _collations(conn, db.metadata) == _model_collations(conn, db.metadata), (
+                    "a column the models give a collation (byte order for ASCII keys) has another "
+                    "in the migrated database: alembic's comparison does not see collations")
             else:
                 triggers = conn.scalar(text("select count(*) from sqlite_master where type = "
                                             "'trigger' and tbl_name = 'ledger_entries'"))
