@@ -19,19 +19,15 @@ but creates no commission.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from partnernet import clock
-from partnernet.accounts.models import Merchant
-from partnernet.commissions import calc
+from partnernet.commissions.accrual import daily_counts
 from partnernet.commissions.models import Commission
-from partnernet.commissions.services import hold_days_for, override_rate, plan_rates
 from partnernet.creatives.models import CpmAccrual, Impression
 from partnernet.extensions import db
-from partnernet.offers.models import CommissionPlan
 
 PER = 1000
 
@@ -66,58 +62,42 @@ def accrue_cpm(day: date | None = None) -> int:
     """Job: one commission per partner × offer for a UTC day's unique, non-bot impressions
     on a ``cpm`` plan. Commits. Defaults to yesterday; safe to run twice (one accrual per
     partner × offer × day). Returns how many commissions it created."""
-    day = day or (clock.now() - timedelta(days=1)).date()
-    start = datetime.combine(day, time.min, tzinfo=clock.now().tzinfo)
-    end = start + timedelta(days=1)
     _serialize_runs()
     created = 0
-    plans = list(db.session.scalars(select(CommissionPlan).where(CommissionPlan.type == "cpm")
-                                    .order_by(CommissionPlan.id)))
-    for plan in plans:
-        offer = plan.offer
-        merchant = db.session.get(Merchant, offer.merchant_id)
-        assert merchant is not None
-        counts = db.session.execute(
-            select(Impression.partner_id, func.count()).where(
-                Impression.offer_id == offer.id, Impression.created_at >= start,
-                Impression.created_at < end, Impression.is_unique.is_(True),
-                Impression.is_bot.is_(False))
-            .group_by(Impression.partner_id).order_by(Impression.partner_id)).all()
-        for partner_id, impressions in counts:
-            done = db.session.scalar(select(CpmAccrual.id).where(
-                CpmAccrual.offer_id == offer.id, CpmAccrual.partner_id == partner_id,
-                CpmAccrual.day == day))
-            if done is not None:
-                continue
-            base, _ = plan_rates(plan)
-            rate = calc.choose_rate(base, [], override_rate(offer.id, partner_id, plan.event), 1)
-            prior_value, prior_paid = db.session.execute(
-                select(func.coalesce(func.sum(CpmAccrual.value_milli), 0),
-                       func.coalesce(func.sum(CpmAccrual.amount_minor), 0))
-                .where(CpmAccrual.offer_id == offer.id, CpmAccrual.partner_id == partner_id,
-                       CpmAccrual.currency == offer.currency)).one()
-            accrued = cpm_day(rate.amount_minor or 0, int(impressions), int(prior_value), int(prior_paid))
-            try:
-                with db.session.begin_nested():
-                    commission = None
-                    if accrued.amount_minor > 0:
-                        commission = Commission(
-                            merchant_id=offer.merchant_id, partner_id=partner_id, offer_id=offer.id,
-                            conversion_id=None, kind="cpm", amount_minor=accrued.amount_minor,
-                            currency=offer.currency, reversed_minor=0, status="pending",
-                            hold_until=end + timedelta(days=hold_days_for(offer, merchant, partner_id)),
-                            flags=[])
-                        db.session.add(commission)
-                        db.session.flush()
-                    db.session.add(CpmAccrual(
-                        merchant_id=offer.merchant_id, offer_id=offer.id, partner_id=partner_id,
-                        day=day, impressions=int(impressions), rate_minor=rate.amount_minor or 0,
-                        value_milli=accrued.value_milli, amount_minor=accrued.amount_minor,
-                        currency=offer.currency,
-                        commission_id=commission.id if commission is not None else None))
-            except IntegrityError:
-                continue  # another run accrued it meanwhile
-            if commission is not None:
-                created += 1
+    for item in daily_counts("cpm", Impression, day):
+        offer, partner_id = item.offer, item.partner_id
+        done = db.session.scalar(select(CpmAccrual.id).where(
+            CpmAccrual.offer_id == offer.id, CpmAccrual.partner_id == partner_id,
+            CpmAccrual.day == item.day))
+        if done is not None:
+            continue
+        rate = item.rate()
+        prior_value, prior_paid = db.session.execute(
+            select(func.coalesce(func.sum(CpmAccrual.value_milli), 0),
+                   func.coalesce(func.sum(CpmAccrual.amount_minor), 0))
+            .where(CpmAccrual.offer_id == offer.id, CpmAccrual.partner_id == partner_id,
+                   CpmAccrual.currency == offer.currency)).one()
+        accrued = cpm_day(rate.amount_minor or 0, item.count, int(prior_value), int(prior_paid))
+        try:
+            with db.session.begin_nested():
+                commission = None
+                if accrued.amount_minor > 0:
+                    commission = Commission(
+                        merchant_id=offer.merchant_id, partner_id=partner_id, offer_id=offer.id,
+                        conversion_id=None, kind="cpm", amount_minor=accrued.amount_minor,
+                        currency=offer.currency, reversed_minor=0, status="pending",
+                        hold_until=item.hold_until(), flags=[])
+                    db.session.add(commission)
+                    db.session.flush()
+                db.session.add(CpmAccrual(
+                    merchant_id=offer.merchant_id, offer_id=offer.id, partner_id=partner_id,
+                    day=item.day, impressions=item.count, rate_minor=rate.amount_minor or 0,
+                    value_milli=accrued.value_milli, amount_minor=accrued.amount_minor,
+                    currency=offer.currency,
+                    commission_id=commission.id if commission is not None else None))
+        except IntegrityError:
+            continue  # another run accrued it meanwhile
+        if commission is not None:
+            created += 1
     db.session.commit()
     return created
