@@ -27,6 +27,9 @@ from sqlalchemy.engine import make_url
 from partnernet import clock
 from partnernet.config import normalize_database_url
 
+#: The payout and Stripe tests' fixtures (fake Stripe server, Stripe-configured app, shop).
+pytest_plugins = ["tests.stripe_fixtures"]
+
 REQUIRE_SERVICES = os.environ.get("PARTNERNET_REQUIRE_SERVICES") == "1"
 ENV_DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ENV_REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -7,35 +7,15 @@ from datetime import UTC
 
 import pytest
 
-from tests.factories import auth, make_merchant, make_offer, make_partner
-from tests.fakestripe import FakeStripe
-from tests.payout_helpers import approved_commission, onboard, stripe_config
+from tests.factories import auth, make_merchant, make_partner
+from tests.payout_helpers import approved_commission, onboard
 
-
-@pytest.fixture
-def fake():
-    server = FakeStripe(hang_seconds=3).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def papp(app_factory, fake):
-    app = app_factory(**stripe_config(fake.url))
-    with app.app_context():
-        yield app
+SHOP_NAME = "API shop"
 
 
 @pytest.fixture
 def client(papp):
     return papp.test_client()
-
-
-@pytest.fixture
-def shop(papp):
-    shop = make_merchant(name="API shop")
-    shop.offer = make_offer(shop.merchant.id)
-    return shop
 
 
 def assert_error(response, status, code):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.factories import make_merchant, make_offer, make_partner
-from tests.fakestripe import FakeStripe, sign_payload
+from tests.factories import make_partner
+from tests.fakestripe import sign_payload
 from tests.payout_helpers import (
     WEBHOOK_SECRET,
     approved_commission,
@@ -17,34 +17,14 @@ from tests.payout_helpers import (
     balance,
     onboard,
     payouts,
-    stripe_config,
 )
 
-
-@pytest.fixture
-def fake():
-    server = FakeStripe(hang_seconds=3).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def papp(app_factory, fake):
-    app = app_factory(**stripe_config(fake.url))
-    with app.app_context():
-        yield app
+SHOP_NAME = "Webhook shop"
 
 
 @pytest.fixture
 def client(papp):
     return papp.test_client()
-
-
-@pytest.fixture
-def shop(papp):
-    shop = make_merchant(name="Webhook shop")
-    shop.offer = make_offer(shop.merchant.id)
-    return shop
 
 
 _seq = iter(range(1, 10_000))

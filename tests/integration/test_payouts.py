@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import make_merchant, make_offer, make_partner
-from tests.fakestripe import FakeStripe
 from tests.payout_helpers import (
     approved_commission,
     assert_ledger_consistent,
@@ -24,26 +23,8 @@ from tests.payout_helpers import (
     stripe_config,
 )
 
-
-@pytest.fixture
-def fake():
-    server = FakeStripe(hang_seconds=5).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def papp(app_factory, fake):
-    app = app_factory(**stripe_config(fake.url))
-    with app.app_context():
-        yield app
-
-
-@pytest.fixture
-def shop(papp):
-    shop = make_merchant(name="Payout shop")
-    shop.offer = make_offer(shop.merchant.id)
-    return shop
+FAKE_STRIPE_HANG_SECONDS = 5
+SHOP_NAME = "Payout shop"
 
 
 def earn(shop, partner, *amounts, currency="USD"):

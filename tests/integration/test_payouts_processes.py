@@ -17,7 +17,6 @@ import pytest
 
 from tests.conftest import ON_POSTGRES
 from tests.factories import make_merchant, make_offer, make_partner
-from tests.fakestripe import FakeStripe
 from tests.payout_helpers import (
     approved_commission,
     assert_ledger_consistent,
@@ -30,11 +29,7 @@ from tests.payout_helpers import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def fake():
-    server = FakeStripe(hang_seconds=60).start()
-    yield server
-    server.stop()
+FAKE_STRIPE_HANG_SECONDS = 60
 
 
 def _wait_for(predicate, seconds=20.0):

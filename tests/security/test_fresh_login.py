@@ -17,7 +17,6 @@ from partnernet import clock
 from partnernet.accounts.models import AuditEvent, Partner, User
 from partnernet.extensions import db
 from tests.factories import make_merchant, make_partner
-from tests.fakestripe import FakeStripe
 from tests.payout_helpers import stripe_config
 
 PASSWORD = "correct horse battery"
@@ -50,11 +49,7 @@ def reauth_target(answer: Any) -> str:
     return parse_qs(url.query)["next"][0]
 
 
-@pytest.fixture
-def fake() -> Any:
-    server = FakeStripe().start()
-    yield server
-    server.stop()
+FAKE_STRIPE_HANG_SECONDS = 10
 
 
 @pytest.fixture
