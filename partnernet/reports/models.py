@@ -116,6 +116,48 @@ class PartnerDayConversionRollup(db.Model):
     rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PartnerDayReportRow(db.Model):
+    """The rows of the report grouped by partner and day, one merchant's, kept by the
+    rollup job beside the partner-day rollups they are computed from.
+
+    Each row is what ``services.build_report`` prints for one partner, day and currency
+    (``currency`` ``""`` for a partner-day without money, shown as ``null``), metrics
+    included, computed by the same fold and ``metrics`` code as every other report; the
+    job recomputes the rows of each merchant-day it touches. The partner × day report
+    (the dashboard's, the benchmark's) is then one index range scan: no aggregation and
+    no per-row Python at answer time."""
+
+    __tablename__ = "report_partner_day_rows"
+    __table_args__ = (
+        Index("ix_report_partner_day_rows_merchant_partner_day", "merchant_id", "partner_id",
+              "day", "currency"),
+        Index("ix_report_partner_day_rows_partner_day", "partner_id", "day"))
+
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True, default="")
+    clicks: Mapped[int] = mapped_column(BigInteger)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    sales: Mapped[int] = mapped_column(BigInteger)
+    leads: Mapped[int] = mapped_column(BigInteger)
+    conversion_rate: Mapped[str | None] = mapped_column(String(32))
+    revenue: Mapped[str | None] = mapped_column(String(32))
+    refunds: Mapped[str | None] = mapped_column(String(32))
+    refunded_conversions: Mapped[int] = mapped_column(BigInteger)
+    commission: Mapped[str | None] = mapped_column(String(32))
+    epc: Mapped[str | None] = mapped_column(String(32))
+    revenue_per_click: Mapped[str | None] = mapped_column(String(32))
+    cpa: Mapped[str | None] = mapped_column(String(32))
+    cpl: Mapped[str | None] = mapped_column(String(32))
+    roas: Mapped[str | None] = mapped_column(String(32))
+    reversal_rate: Mapped[str | None] = mapped_column(String(32))
+    held: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+
+
 class RollupWatermark(db.Model):
     """How far the rollup job has read each source (``clicks`` by created_at,
     ``changes`` by conversions' and commissions' updated_at)."""

@@ -52,6 +52,7 @@ from partnernet.reports.models import (
     ConversionRollup,
     PartnerDayClickRollup,
     PartnerDayConversionRollup,
+    PartnerDayReportRow,
     RollupWatermark,
 )
 
@@ -391,7 +392,19 @@ def add_clicks(after: datetime, until: datetime) -> int:
             slot[m] += r[m]
     _upsert(PartnerDayClickRollup, list(coarse.values()), PARTNER_DAY_KEYS, CLICK_MEASURES,
             additive=True)
+    days: dict[int, list[date]] = {}
+    for day, merchant, _ in coarse:
+        days.setdefault(merchant, []).append(day)
+    for merchant, touched in days.items():
+        _refresh_rows(min(touched), max(touched), merchant)
     return len(rows)
+
+
+def _refresh_rows(first: date, last: date, merchant_id: int | None = None) -> None:
+    """Recompute the kept partner × day report rows of the days the job touched."""
+    from partnernet.reports.services import refresh_partner_day_rows
+
+    refresh_partner_day_rows(first, last, merchant_id)
 
 
 def recount_click_days(first: date, last: date, merchant_id: int | None = None) -> int:
@@ -409,6 +422,7 @@ def recount_click_days(first: date, last: date, merchant_id: int | None = None) 
     if merchant_id is not None:
         span.append(lambda t: t.merchant_id == merchant_id)
     _derive_partner_days(ClickRollup, PartnerDayClickRollup, CLICK_MEASURES, span)
+    _refresh_rows(first, last, merchant_id)
     return len(rows)
 
 
@@ -428,6 +442,7 @@ def recompute_money_day(merchant_id: int, day: date) -> int:
     _upsert(ConversionRollup, rows, MONEY_KEYS, MONEY_MEASURES, additive=False)
     _derive_partner_days(ConversionRollup, PartnerDayConversionRollup, MONEY_MEASURES, [
         lambda t: t.merchant_id == merchant_id, lambda t: t.day == day])
+    _refresh_rows(day, day, merchant_id)
     return len(rows)
 
 
@@ -457,6 +472,26 @@ def _watermark(name: str) -> RollupWatermark:
     return row
 
 
+#: The watermark row whose presence says the kept partner × day report rows are complete.
+ROWS_MARK = "partner_day_rows"
+
+
+def _fill_kept_rows_once() -> None:
+    """A database rolled up before the kept partner × day report rows existed gets them
+    all on the job's first run; reports read them only once this mark exists."""
+    if db.session.scalar(select(RollupWatermark.name)
+                         .where(RollupWatermark.name == ROWS_MARK)) is not None:
+        return
+    spans = [db.session.execute(select(func.min(m.day), func.max(m.day))).one()
+             for m in (PartnerDayClickRollup, PartnerDayConversionRollup)]
+    firsts = [lo for lo, _ in spans if lo is not None]
+    lasts = [hi for _, hi in spans if hi is not None]
+    if firsts:
+        _refresh_rows(min(firsts), max(lasts))
+    db.session.add(RollupWatermark(name=ROWS_MARK, value=clock.now()))
+    db.session.flush()
+
+
 def run_rollup(settle_seconds: int | None = None) -> dict[str, Any]:
     """The ``rollup`` job: bring the rollups up to ``now - settle``; one transaction.
 
@@ -470,6 +505,7 @@ def run_rollup(settle_seconds: int | None = None) -> dict[str, Any]:
     until = clock.now() - timedelta(seconds=settle_seconds)
     clicks_mark = _watermark("clicks")
     changes_mark = _watermark("changes")
+    _fill_kept_rows_once()
     result: dict[str, Any] = {"click_rows": 0, "money_days": 0}
     if until > clicks_mark.value:
         result["click_rows"] = add_clicks(clicks_mark.value, until)
@@ -502,7 +538,7 @@ def reconcile_days(days: int = 2) -> dict[str, Any]:
 def rebuild() -> dict[str, Any]:
     """Throw the rollups away and build them again from the raw tables (a repair tool)."""
     for model in (ClickRollup, ConversionRollup, PartnerDayClickRollup,
-                  PartnerDayConversionRollup):
+                  PartnerDayConversionRollup, PartnerDayReportRow):
         db.session.execute(delete(model))
     db.session.execute(delete(RollupWatermark))
     db.session.flush()

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, String, cast, delete, func, insert, select
 
 from partnernet import clock
 from partnernet.accounts.models import Partner
@@ -32,6 +33,7 @@ from partnernet.reports.models import (
     ConversionRollup,
     PartnerDayClickRollup,
     PartnerDayConversionRollup,
+    PartnerDayReportRow,
     RollupWatermark,
 )
 from partnernet.reports.rollup import Scope
@@ -48,18 +50,32 @@ MAX_DAYS = 731
 
 @dataclass
 class Report:
-    """A computed report: its rows and where they came from."""
+    """A computed report: its rows and where they came from.
+
+    ``values`` holds the rows as tuples in ``columns`` order (what the CSV writes);
+    ``rows`` the same rows as dicts (what the JSON answer and the pages show), made on
+    first use."""
 
     group_by: list[str]
     first: date
     last: date
     source: str
-    rows: list[dict[str, Any]]
+    values: list[tuple[Any, ...]]
     rollup_until: datetime | None
 
     @property
     def columns(self) -> list[str]:
-        return [GROUP_COLUMNS.get(g, g) for g in self.group_by] + list(METRIC_COLUMNS)
+        return report_columns(self.group_by)
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        names = self.columns
+        return [dict(zip(names, v, strict=True)) for v in self.values]
+
+
+def report_columns(group_by: list[str]) -> list[str]:
+    """The column names of a report grouped by ``group_by``."""
+    return [GROUP_COLUMNS.get(g, g) for g in group_by] + list(METRIC_COLUMNS)
 
 
 def default_range(today: date | None = None) -> tuple[date, date]:
@@ -168,6 +184,13 @@ def build_report(scope: Scope, group_by: list[str], first: date | None = None,
             raise InvalidReportRange(f"Unknown group_by {g!r}.", code="invalid_group_by")
     dims = _sql_dims(group_by)
     source = force_source or report_source(group_by, filters)
+    marks = dict(db.session.execute(select(RollupWatermark.name, RollupWatermark.value).where(
+        RollupWatermark.name.in_(("clicks", rollup.ROWS_MARK)))).all())
+    mark = marks.get("clicks")
+    if source == "rollup" and rollup.ROWS_MARK in marks and \
+            _kept_rows_answer(group_by, scope, filters):
+        kept = _kept_rows_select(group_by, scope, first, last, filters)
+        return Report(group_by, first, last, source, _tuples(kept), mark)
     if source == "rollup":
         clicks_stmt, money_stmt = _rollup_selects(dims, scope, first, last, filters)
     else:
@@ -178,10 +201,88 @@ def build_report(scope: Scope, group_by: list[str], first: date | None = None,
     # Both paths hand the same shapes to the same fold: (dims, clicks, unique, bot) and
     # (dims, currency, MONEY_SUMS), so both print the same rows through the same code.
     # Core rows straight from the connection: the ORM's per-row machinery is not needed.
-    conn = db.session.connection()
-    rows = _fold(group_by, dims, conn.execute(clicks_stmt).all(), conn.execute(money_stmt).all())
-    mark = db.session.scalar(select(RollupWatermark.value).where(RollupWatermark.name == "clicks"))
+    rows = _fold(group_by, dims, _tuples(clicks_stmt), _tuples(money_stmt))
     return Report(group_by, first, last, source, rows, mark)
+
+
+def _tuples(stmt: Any) -> list[tuple[Any, ...]]:
+    """The statement's rows as the driver's plain tuples (no ``Row`` objects, no result
+    type processing: the selects return what the report prints, or what ``_fold`` reads)."""
+    result = db.session.connection().execute(stmt)
+    try:
+        return result.cursor.fetchall()  # type: ignore[attr-defined,no-any-return]
+    finally:
+        result.close()
+
+
+#: The filters the kept partner-day rows can apply (besides the date range and scope).
+KEPT_ROW_FILTERS = frozenset(("partner_id", "channel"))
+
+
+def _kept_rows_answer(group_by: list[str], scope: Scope, filters: dict[str, Any]) -> bool:
+    """Whether the report is one merchant's partner × day report, which the rollup job
+    keeps whole (``PartnerDayReportRow``)."""
+    return (sorted(group_by) == ["day", "partner"] and scope.merchant_id is not None
+            and filters.keys() <= KEPT_ROW_FILTERS)
+
+
+def _day_text(column: Any) -> Any:
+    """A date column as ``YYYY-MM-DD`` text (how the report prints a day)."""
+    if db.engine.dialect.name == "postgresql":
+        return func.to_char(column, "YYYY-MM-DD")
+    return cast(column, String)  # SQLite stores dates as that text
+
+
+def _kept_rows_select(group_by: list[str], scope: Scope, first: date, last: date,
+                      filters: dict[str, Any]) -> Any:
+    """The kept partner × day rows in the report's order, in ``report_columns`` order."""
+    t = PartnerDayReportRow
+    keys = {"partner": t.partner_id, "day": _day_text(t.day)}
+    order = {"partner": t.partner_id, "day": t.day}
+    metrics = [getattr(t, c) for c in METRIC_COLUMNS[1:]]
+    stmt = select(*[keys[g] for g in group_by], func.nullif(t.currency, ""), *metrics).where(
+        t.day >= first, t.day <= last, *scope.where(t.merchant_id, t.partner_id))
+    if filters.get("partner_id") is not None:
+        stmt = stmt.where(t.partner_id == filters["partner_id"])
+    if filters.get("channel") is not None:
+        stmt = stmt.join(Partner, Partner.id == t.partner_id).where(
+            Partner.channel_type == filters["channel"])
+    return stmt.order_by(*[order[g] for g in group_by], t.currency)
+
+
+def refresh_partner_day_rows(first: date, last: date, merchant_id: int | None = None) -> int:
+    """Compute again the kept partner × day report rows of ``first``..``last`` (one
+    merchant's, or every merchant's) from the partner-day rollups; rows written.
+
+    The rows come out of the same fold and metrics code as any report read from the
+    partner-day rollups (so the kept rows cannot print a number another way)."""
+    t = PartnerDayReportRow
+    span = [t.day >= first, t.day <= last]
+    if merchant_id is None:
+        merchants: set[int] = set()
+        for model in (PartnerDayClickRollup, PartnerDayConversionRollup, t):
+            merchants.update(db.session.scalars(select(model.merchant_id).distinct().where(
+                model.day >= first, model.day <= last)))
+    else:
+        merchants = {merchant_id}
+    written = 0
+    group_by = dims = ["partner", "day"]
+    names = ["partner_id", "day", *METRIC_COLUMNS]
+    for merchant in sorted(merchants):
+        db.session.execute(delete(t).where(t.merchant_id == merchant, *span))
+        clicks_stmt, money_stmt = _rollup_selects(dims, Scope(merchant_id=merchant), first,
+                                                  last, {})
+        rows = []
+        for v in _fold(group_by, dims, _tuples(clicks_stmt), _tuples(money_stmt)):
+            row = dict(zip(names, v, strict=True))
+            row["merchant_id"] = merchant
+            row["day"] = date.fromisoformat(row["day"])
+            row["currency"] = row["currency"] or ""
+            rows.append(row)
+        if rows:
+            db.session.execute(insert(t), rows)
+        written += len(rows)
+    return written
 
 
 class _Memo(dict):  # type: ignore[type-arg]
@@ -224,7 +325,7 @@ def _sort_key(key: tuple[Any, ...]) -> list[tuple[bool, Any]]:
 
 
 def _fold(group_by: list[str], dims: list[str], click_rows: list[Any],
-          money_rows: list[Any]) -> list[dict[str, Any]]:
+          money_rows: list[Any]) -> list[tuple[Any, ...]]:
     """Sum the SQL rows into report groups (days into weeks/months) and compute the metrics.
 
     ``click_rows`` are (dims..., clicks, unique, bot); ``money_rows`` are (dims...,
@@ -248,7 +349,6 @@ def _fold(group_by: list[str], dims: list[str], click_rows: list[Any],
         if currency in by_currency:
             sums = [a + b for a, b in zip(by_currency[currency], sums, strict=True)]
         by_currency[currency] = sums
-    names = [GROUP_COLUMNS.get(g, g) for g in group_by] + list(METRIC_COLUMNS)
     no_clicks = (0, 0, 0)
     out = []
     keys = clicks.keys() | money.keys()
@@ -258,26 +358,23 @@ def _fold(group_by: list[str], dims: list[str], click_rows: list[Any],
         c, u, b = clicks.get(key, no_clicks)
         by_currency = money.get(key)
         if not by_currency:
-            out.append(dict(zip(names, key + metric_values(c, u, b, NO_MONEY, None),
-                                strict=True)))
+            out.append(key + metric_values(c, u, b, NO_MONEY, None))
             continue
         for currency in sorted(by_currency):
-            out.append(dict(zip(names, key + metric_values(c, u, b, by_currency[currency],
-                                                           currency), strict=True)))
+            out.append(key + metric_values(c, u, b, by_currency[currency], currency))
     return out
 
 
 def report_csv(report: Report) -> Iterator[str]:
     """The report as CSV text, a header line then one line per row (empty cell for null)."""
-    columns = report.columns
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(report.columns)
     yield buf.getvalue()
-    for row in report.rows:
+    for values in report.values:
         buf.seek(0)
         buf.truncate()
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([_cell(v) for v in values])
         yield buf.getvalue()
 
 
