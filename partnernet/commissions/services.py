@@ -117,6 +117,19 @@ class EngineContext:
 
 
 @dataclass
+class KnownFacts:
+    """What the engine would read for a new conversion, already read by the caller (the
+    postback fast path reads them in one statement with the click). ``None``: not read, the
+    engine queries it as usual."""
+
+    context: EngineContext
+    nth_this_month: int | None = None
+    same_ip_conversions_24h: int | None = None
+    trailing_amounts: list[int] | None = None
+    partner_conversions_today: int | None = None
+
+
+@dataclass
 class _Row:
     id: int
     fraud_settings: Any = None
@@ -265,26 +278,33 @@ _TRAILING_AMOUNTS = (
 
 def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerms,
            merchant: Merchant | _Row, partner: Partner | _Row, postback_ip: str | None,
-           settings: dict[str, dict[str, Any]]) -> fraud.Facts:
-    """What the rules look at; the queries of disabled rules are skipped."""
+           settings: dict[str, dict[str, Any]], known: KnownFacts | None = None) -> fraud.Facts:
+    """What the rules look at; the queries of disabled rules are skipped, and so are those
+    whose answer the caller read already (``known``)."""
     at = conversion.created_at
 
     def on(rule: str) -> bool:
         return bool(settings[rule].get("enabled", True))
 
     same_ip = 0
-    if conversion.ip_hash and on("duplicate_ip"):
+    if known is not None and known.same_ip_conversions_24h is not None:
+        same_ip = known.same_ip_conversions_24h
+    elif conversion.ip_hash and on("duplicate_ip"):
         same_ip = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.ip_hash == conversion.ip_hash,
             Conversion.id != (conversion.id or 0), Conversion.created_at > at - timedelta(hours=24),
             Conversion.created_at <= at)) or 0)
     trailing: list[int] = []
-    if conversion.amount_minor is not None and on("amount_outlier"):
+    if known is not None and known.trailing_amounts is not None:
+        trailing = known.trailing_amounts
+    elif conversion.amount_minor is not None and on("amount_outlier"):
         trailing = [int(a) for a in reader().execute(_TRAILING_AMOUNTS, {
             "offer_id": offer.id, "event": conversion.event, "conversion_id": conversion.id or 0,
             "since": at - OUTLIER_LOOKBACK}).scalars().all()]
     today = 0
-    if offer.daily_cap is not None and on("cap_exceeded"):
+    if known is not None and known.partner_conversions_today is not None:
+        today = known.partner_conversions_today
+    elif offer.daily_cap is not None and on("cap_exceeded"):
         day_start = datetime.combine(at.date(), time.min, tzinfo=at.tzinfo)
         today = int(db.session.scalar(select(func.count()).select_from(Conversion).where(
             Conversion.offer_id == offer.id, Conversion.partner_id == conversion.partner_id,
@@ -376,20 +396,22 @@ def conversion_commission(conversion: Conversion, click: Click | None = None, *,
 
 
 def compute_commission(conversion: Conversion, click: Click | None = None, *,
-                       postback_ip: str | None = None,
-                       offer: OfferTerms | None = None) -> tuple[dict[str, Any] | None, bool]:
+                       postback_ip: str | None = None, offer: OfferTerms | None = None,
+                       known: KnownFacts | None = None) -> tuple[dict[str, Any] | None, bool]:
     """The column values of a conversion's commission (no ``conversion_id``), not inserted,
     and whether the partner wants outgoing postbacks; None without a plan for the event.
 
     Reads only. ``conversion`` may not be inserted yet (no id): every count it takes
     leaves the conversion itself out, so the result is the same before or after.
+    ``known``: facts the caller read already (the same queries' answers); the rest is read here.
     """
     terms = offer if offer is not None else load_offer_terms(conversion.offer_id)
     assert terms is not None
     plan = next((p for p in terms.plans if p.event == conversion.event), None)
     if plan is None:
         return None, False
-    ctx = engine_context(conversion.merchant_id, conversion.partner_id, terms.id, conversion.event)
+    ctx = known.context if known is not None else engine_context(
+        conversion.merchant_id, conversion.partner_id, terms.id, conversion.event)
     merchant, partner = ctx.merchant, ctx.partner
     if click is None and conversion.click_id:
         click = db.session.scalar(select(Click).where(Click.id == conversion.click_id))
@@ -400,13 +422,16 @@ def compute_commission(conversion: Conversion, click: Click | None = None, *,
     base, tiers = plan_rates(plan)
     override = ctx.override
     # The month's count only matters when a tier could apply.
-    nth = _nth_this_month(conversion) if tiers and override is None else 1
+    nth = 1
+    if tiers and override is None:
+        nth = known.nth_this_month if known is not None and known.nth_this_month is not None \
+            else _nth_this_month(conversion)
     rate = calc.choose_rate(base, tiers, override, nth)
     amount = calc.commission_amount(plan.type, rate, conversion.amount_minor)
 
     settings = fraud.rule_settings(merchant.fraud_settings)
-    flags = fraud.evaluate(_facts(conversion, click, terms, merchant, partner, postback_ip, settings),
-                           settings)
+    flags = fraud.evaluate(_facts(conversion, click, terms, merchant, partner, postback_ip, settings,
+                                  known), settings)
     recurring = _recurring_flag(conversion, terms)
     if recurring is not None:
         flags.append(recurring)

@@ -35,6 +35,8 @@ class PostbackRequest:
     raw_query: str = ""
     signature: str | None = None
     source_ip: str | None = None
+    #: The raw log row the fast path already wrote for this request (it handed it over).
+    postback_id: int | None = None
 
 
 def _query_without_signature(raw_query: str) -> bytes:

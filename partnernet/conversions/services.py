@@ -105,7 +105,10 @@ def _receive(req: PostbackRequest, merchant_id: int, allowlist: list[str], param
              now: datetime, log_values: dict[str, Any], conn: Connection | None) -> PostbackAnswer:
     key = _order_key_or_none(params)
     looked_up = None
-    if conn is not None and key is not None:
+    if req.postback_id is not None:
+        # The fast path logged this request already and handed it over: complete its row.
+        postback_id = req.postback_id
+    elif conn is not None and key is not None:
         postback_id, looked_up = log_raw_postback_and_look_up(log_values, key, conn)
     else:
         postback_id = log_raw_postback(**log_values)
@@ -444,15 +447,23 @@ def _answer(conversion: Any, status: str, is_duplicate: bool, commission: Any) -
             "commission": commissions.commission_view(commission) if commission else None}
 
 
-def duplicate(existing: Any, amount_text: str | None, currency: str | None) -> PostbackAnswer:
-    """A repeat of a known order: 200 duplicate, or 409 if the amount or currency differ."""
+_LOOK_UP: Any = object()
+
+
+def duplicate(existing: Any, amount_text: str | None, currency: str | None, *,
+              commission: Any = _LOOK_UP) -> PostbackAnswer:
+    """A repeat of a known order: 200 duplicate, or 409 if the amount or currency differ.
+
+    ``commission``: the order's commission row (or None) when the caller read it already."""
     if currency is not None and currency != existing.currency:
         raise OrderConflict(details={"conversion_id": existing.id, "currency": existing.currency})
     if amount_text is not None:
         amount = _amount(amount_text, existing.currency)
         if amount != existing.amount_minor:
             raise OrderConflict(details={"conversion_id": existing.id, "currency": existing.currency})
-    return PostbackAnswer(_answer(existing, "duplicate", True, _commission_of(existing)))
+    if commission is _LOOK_UP:
+        commission = _commission_of(existing)
+    return PostbackAnswer(_answer(existing, "duplicate", True, commission))
 
 
 def refund(merchant_id: int, event: str, order_id: str | None, amount_text: str | None,

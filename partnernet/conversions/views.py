@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
 from partnernet import tokens
-from partnernet.conversions import services
+from partnernet.conversions import fastpath, services
 from partnernet.conversions.exceptions import InvalidParameter
 from partnernet.extensions import csrf, limiter
 
@@ -55,8 +56,14 @@ def _rate_key() -> str:
     return "pb:ip:" + (request.remote_addr or "")
 
 
+def _counted_by_fast_path() -> bool:
+    """The fast path counted this request in the same bucket before handing it over."""
+    return bool(request.environ.get(fastpath.LIMITED_KEY))
+
+
 @bp.route("/postback", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["POSTBACK_RATE_LIMIT"], key_func=_rate_key)
+@limiter.limit(lambda: current_app.config["POSTBACK_RATE_LIMIT"], key_func=_rate_key,
+               exempt_when=_counted_by_fast_path)
 def postback() -> Response:
     """A store reports a sale, lead, custom event or refund."""
     # The limit was checked (a 429 still carries X-RateLimit-* and Retry-After); the
@@ -67,6 +74,13 @@ def postback() -> Response:
         method=request.method, query=_flat(request.args.to_dict()), body=_body_params(),
         raw_body=raw_body, raw_query=request.query_string.decode("latin-1"),
         signature=request.headers.get("X-Partnernet-Signature"),
-        source_ip=request.remote_addr)
+        source_ip=request.remote_addr, postback_id=request.environ.get(fastpath.POSTBACK_ID_KEY))
     answer = services.receive_postback(req)
     return jsonify(answer.body)
+
+
+@bp.record_once
+def _install_fast_path(state: BlueprintSetupState) -> None:
+    """``GET /postback`` on PostgreSQL with Redis: answered before Flask when it is the common
+    case (``fastpath``); everything else reaches the view above."""
+    fastpath.install(state.app)

@@ -1,0 +1,503 @@
+"""``GET /postback`` before Flask, on PostgreSQL with Redis: the common case in two Redis and
+two PostgreSQL round trips, on raw psycopg.
+
+The common case: token or signature authentication, a new or duplicate sale, lead or
+custom event attributed by ``click_id``. Everything else — POST, refunds, coupons,
+first-click offers, any error the request would get (unattributed, click_expired,
+order_conflict, bad parameters, ...), any failure here — is answered by the Flask view
+(``views.postback``) exactly as before. The hand-over happens before anything is written,
+or, once the raw log row exists, with that row's id so the view completes *that* row
+instead of logging the request twice (``environ["partnernet.postback_id"]``).
+
+One postback here is:
+
+1. Redis: the rate limit — Flask-Limiter's own storage and strategy, same key, same limit
+   as the view's decorator (when the limit is reached the view answers the 429 and counts
+   the request again on a bucket that is already full, which changes nothing); after a hit
+   here the view is told not to count the request again (``partnernet.postback_limited``).
+2. Redis: the merchant's config version and the click, if still in the click buffer
+   (``links.buffer``), in one write.
+3. PostgreSQL, one pipelined flight: the raw log row (``INSERT``, committed at once with
+   ``synchronous_commit`` off) and one read statement: the click (unless buffered), the
+   order's existing conversion and its commission, the partner, the partner's override,
+   and what the commission engine counts (the month's conversions for tiers, the same-IP
+   conversions, the offer's trailing amounts, the partner's conversions today) — each only
+   when the engine would read it.
+4. The commission from the engine (``commissions.services.compute_commission`` with those
+   facts: the money rules are not repeated here).
+5. PostgreSQL: one statement writes the conversion (``ON CONFLICT DO NOTHING``), its
+   commission and the log row's outcome — all or nothing, committed synchronously. For a
+   duplicate: the outcome ``UPDATE`` alone. Either commit flushes the WAL up to and including
+   the raw log's own commit, so the log is durable before the answer (invariant 5).
+
+The merchant's settings and the offer's terms come from ``terms_cache`` (in process,
+checked against the merchant's config version read in step 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler
+from flask import Flask
+from psycopg.types.json import Json
+
+from partnernet import clock, tokens
+from partnernet.commissions import calc, fraud
+from partnernet.commissions import services as commissions
+from partnernet.conversions import outgoing, services, terms_cache
+from partnernet.conversions.attribution import within_window
+from partnernet.conversions.auth import PostbackRequest, authenticate, source_allowed
+from partnernet.conversions.exceptions import OrderConflict
+from partnernet.errors import PartnernetError
+from partnernet.money import MoneyError
+
+log = logging.getLogger(__name__)
+
+#: environ keys the fast path hands to the view (a client cannot set keys with dots).
+POSTBACK_ID_KEY = "partnernet.postback_id"
+LIMITED_KEY = "partnernet.postback_limited"
+ENDPOINT = "conversions.postback"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Handover(Exception):  # noqa: N818 - a signal, not an error
+    """The Flask view answers this request."""
+
+
+# -- SQL (PostgreSQL), built once ----------------------------------------------------------
+
+def _pg_type(column: Any) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    return str(column.type.compile(dialect=postgresql.dialect()))
+
+
+def _build_sql() -> dict[str, str]:
+    from partnernet.commissions.models import Commission
+    from partnernet.conversions.models import Conversion, Postback
+
+    pb = Postback.__table__
+    log_cols = [c.name for c in pb.c if c.name != "id"]
+    insert_log = (f"INSERT INTO postbacks ({', '.join(log_cols)}) VALUES "  # noqa: S608 - names from the models, values bound
+                  f"({', '.join(f'%({n})s' for n in log_cols)}) RETURNING id")
+
+    conv = Conversion.__table__
+    conv_cols = [c.name for c in conv.c if c.name != "id"]
+    comm = Commission.__table__
+    comm_cols = [c.name for c in comm.c if c.name not in ("id", "conversion_id")]
+    write = (
+        "WITH new_conversion AS ("  # noqa: S608 - names from the models, values bound
+        f"INSERT INTO conversions ({', '.join(conv_cols)}) VALUES ("
+        + ", ".join(f"%(v_{n})s::{_pg_type(conv.c[n])}" for n in conv_cols)
+        + ") ON CONFLICT (merchant_id, event, order_id) DO NOTHING RETURNING id), "
+        "new_commission AS ("
+        f"INSERT INTO commissions ({', '.join(comm_cols)}, conversion_id) SELECT "
+        + ", ".join(f"%(m_{n})s::{_pg_type(comm.c[n])}" for n in comm_cols)
+        + ", id FROM new_conversion RETURNING id, conversion_id), "
+        "outcome AS (UPDATE postbacks SET outcome = 'accepted', http_status = 200, message = NULL, "
+        "conversion_id = (SELECT conversion_id FROM new_commission) "
+        "WHERE id = %(pb_id)s AND EXISTS (SELECT 1 FROM new_commission) RETURNING id) "
+        "SELECT nc.id, nm.id FROM new_conversion nc JOIN new_commission nm ON nm.conversion_id = nc.id")
+
+    cm_cols = [c.name for c in comm.c]
+    read = (
+        "WITH c AS ("  # noqa: S608 - names from the models, values bound
+        "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "
+        "paid_ads_param FROM clicks WHERE %(cdb)s AND id = %(cid)s "
+        "UNION ALL SELECT %(cid)s, %(b_created_at)s::timestamptz, %(b_merchant_id)s::bigint, "
+        "%(b_offer_id)s::bigint, %(b_partner_id)s::bigint, %(b_ip_hash)s::varchar, "
+        "%(b_ip_truncated)s::varchar, %(b_is_bot)s::boolean, %(b_paid_ads_param)s::varchar "
+        "WHERE NOT %(cdb)s LIMIT 1) "
+        "SELECT ex.id, ex.currency, ex.amount_minor, "
+        + ", ".join(f"cm.{n}" for n in cm_cols) + ", "  # noqa: S608 - names from the models, values bound
+        "c.id, c.created_at, c.merchant_id, c.offer_id, c.partner_id, c.ip_hash, c.ip_truncated, "
+        "c.is_bot, c.paid_ads_param, p.id, p.email, p.postback_url, ov.id, ov.percent, "
+        "ov.amount_minor, "
+        # the engine's counts, each only when it would read it (commissions.services)
+        "CASE WHEN ov.id IS NULL AND EXISTS (SELECT 1 FROM commission_plans pl "
+        " JOIN plan_tiers t ON t.plan_id = pl.id WHERE pl.offer_id = c.offer_id AND pl.event = %(e)s) "
+        "THEN (SELECT count(*) FROM conversions v JOIN commissions k ON k.conversion_id = v.id "
+        " WHERE v.offer_id = c.offer_id AND v.partner_id = c.partner_id AND v.event = %(e)s "
+        " AND v.created_at >= %(month_start)s AND k.status NOT IN ('rejected', 'reversed')) END, "
+        "CASE WHEN %(dup_ip_on)s AND c.ip_hash IS NOT NULL "
+        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
+        " AND v.ip_hash = c.ip_hash AND v.created_at > %(since_24h)s AND v.created_at <= %(at)s) END, "
+        "CASE WHEN %(outlier_on)s THEN ARRAY(SELECT v.amount_minor FROM conversions v "
+        " WHERE v.offer_id = c.offer_id AND v.event = %(e)s AND v.amount_minor IS NOT NULL "
+        " AND v.created_at >= %(since_90d)s ORDER BY v.id DESC LIMIT "
+        f"{commissions.OUTLIER_SAMPLE}) END, "
+        "CASE WHEN %(cap_on)s AND o.daily_cap IS NOT NULL "
+        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
+        " AND v.partner_id = c.partner_id AND v.created_at >= %(day_start)s "
+        " AND v.created_at <= %(at)s) END "
+        "FROM (SELECT 1) AS one "
+        "LEFT JOIN conversions ex ON ex.merchant_id = %(m)s AND ex.event = %(e)s AND ex.order_id = %(o)s "
+        "LEFT JOIN commissions cm ON cm.conversion_id = ex.id "
+        "LEFT JOIN c ON true "
+        "LEFT JOIN offers o ON o.id = c.offer_id "
+        "LEFT JOIN partners p ON p.id = c.partner_id "
+        "LEFT JOIN plan_overrides ov ON ov.offer_id = c.offer_id AND ov.partner_id = c.partner_id "
+        " AND ov.event = %(e)s")
+    outcome = ("UPDATE postbacks SET outcome = %(outcome)s, http_status = 200, message = NULL, "
+               "conversion_id = %(conversion_id)s WHERE id = %(pb_id)s")
+    merchant = ("SELECT fraud_settings, ip_blocklist, default_hold_days FROM merchants "
+                "WHERE id = %(m)s")
+    return {"insert_log": insert_log, "write": write, "read": read, "outcome": outcome,
+            "merchant": merchant, "cm_cols": ",".join(cm_cols)}
+
+
+_SQL: dict[str, str] = {}
+
+
+def sql() -> dict[str, str]:
+    if not _SQL:
+        _SQL.update(_build_sql())
+    return _SQL
+
+
+# -- the per-thread PostgreSQL connection ----------------------------------------------------
+
+class _Connections:
+    """One autocommit psycopg connection per thread, all closed when the app's engine is
+    disposed (a thread then connects again on its next postback)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.made: set[Any] = set()
+
+    def get(self) -> Any:
+        import psycopg
+
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
+                                   options="-c TimeZone=UTC")
+            conn.prepare_threshold = 0  # every statement here is prepared on first use
+            self.local.conn = conn
+            with self.lock:
+                self.made.add(conn)
+        return conn
+
+    def discard(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if conn is not None:
+            self._close(conn)
+
+    def close_all(self) -> None:
+        with self.lock:
+            made, self.made = self.made, set()
+        for conn in made:
+            self._close(conn)
+
+    def _close(self, conn: Any) -> None:
+        with self.lock:
+            self.made.discard(conn)
+        with contextlib.suppress(Exception):  # it is going away anyway
+            conn.close()
+
+
+# -- the WSGI layer ---------------------------------------------------------------------------
+
+_JSON_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy",
+     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+     "script-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"),
+    ("Vary", "Cookie"),
+]
+
+
+class PostbackFastPath:
+    """WSGI layer in front of Flask for ``GET /postback`` (see the module's docstring)."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self._pg: _Connections | None = None
+        self._limit: tuple[str, Any] | None = None
+
+    def enabled(self) -> bool:
+        config = self.app.config
+        return bool(config.get("POSTBACK_FAST_PATH", True) and config.get("REDIS_URL")
+                    and config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"))
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/postback" or environ.get("REQUEST_METHOD") != "GET" \
+                or not self.enabled():
+            return self.wsgi_app(environ, start_response)
+        try:
+            with self.app.app_context():
+                body = self.handle(environ)
+        except Handover:
+            return self.wsgi_app(environ, start_response)
+        except Exception:  # noqa: BLE001 - the view answers (and logs) anything unexpected
+            log.exception("postback fast path handed over after an unexpected error")
+            if self._pg is not None:
+                self._pg.discard()
+            return self.wsgi_app(environ, start_response)
+        headers = [*_JSON_HEADERS, ("Content-Length", str(len(body)))]
+        if self.app.config.get("SESSION_COOKIE_SECURE"):
+            headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+        start_response("200 OK", headers)
+        return [body]
+
+    # -- steps -------------------------------------------------------------------------
+
+    def connections(self) -> _Connections:
+        if self._pg is None:
+            from sqlalchemy import event
+
+            from partnernet.extensions import db
+
+            engine = db.engine
+            url = engine.url.set(drivername="postgresql")
+            pg = _Connections(url.render_as_string(hide_password=False))
+            event.listen(engine, "engine_disposed", lambda _engine: pg.close_all())
+            self._pg = pg
+        return self._pg
+
+    def rate_limit(self, environ: dict[str, Any], query: dict[str, str]) -> None:
+        """Count the request in the view's Flask-Limiter bucket; hand over when it is full."""
+        from flask_limiter.util import get_remote_address  # noqa: F401 - same package as the view
+        from limits import parse
+
+        from partnernet.extensions import limiter
+
+        config = self.app.config
+        if not config.get("RATELIMIT_ENABLED", True) or not limiter.enabled:
+            return
+        limit_text = config["POSTBACK_RATE_LIMIT"]
+        if self._limit is None or self._limit[0] != limit_text:
+            self._limit = (limit_text, parse(limit_text))
+        token = query.get("token")
+        if token:
+            key = "pb:t:" + tokens.hash_secret(token)[:24]
+        elif query.get("merchant_id"):
+            key = "pb:m:" + query["merchant_id"][:20]
+        else:
+            key = "pb:ip:" + (environ.get("REMOTE_ADDR") or "")
+        args = [key, ENDPOINT]
+        prefix = getattr(limiter, "_key_prefix", "")
+        if prefix:
+            args = [prefix, *args]
+        if not limiter.limiter.hit(self._limit[1], *args):
+            raise Handover  # the view counts it again (the bucket is full already) and 429s
+        environ[LIMITED_KEY] = True
+
+    def handle(self, environ: dict[str, Any]) -> bytes:
+        raw_query = environ.get("QUERY_STRING", "")
+        if not raw_query.isascii():
+            raise Handover
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(raw_query, keep_blank_values=True, errors="werkzeug.url_quote"):
+            query.setdefault(key[:64], value)
+        if "coupon" in query or (query.get("status") or "").strip().lower() == "refunded":
+            raise Handover
+        source_ip = environ.get("REMOTE_ADDR")
+        req = PostbackRequest(method="GET", query=query, body={}, raw_body=b"", raw_query=raw_query,
+                              signature=environ.get("HTTP_X_PARTNERNET_SIGNATURE"),
+                              source_ip=source_ip)
+        now = clock.now()
+        try:
+            creds, auth_method, params = authenticate(req, now)
+            if not source_allowed(list(creds.allowlist), source_ip):
+                raise Handover
+            event, status, order_id = services._order_key(params)
+            currency_given = services._currency(services._param(params, "currency"))
+            amount_text = services._param(params, "amount")
+            click_id = services._param(params, "click_id")
+            if status != "approved" or services._param(params, "coupon") or not click_id:
+                raise Handover
+            order_id = services._conversion_order_id(event, order_id, click_id)
+            email = services._param(params, "customer_email")
+            customer_id = services._param(params, "customer_id")
+        except (PartnernetError, MoneyError):
+            raise Handover from None
+        click_id = click_id.lower()
+        from partnernet.links.services import CLICK_ID_RE
+
+        if len(click_id) != 32 or not CLICK_ID_RE.fullmatch(click_id):
+            raise Handover
+        merchant_id = creds.merchant_id
+        self.rate_limit(environ, query)
+
+        # -- Redis: the merchant's config version and the click, if still buffered ----------
+        from partnernet.links import buffer
+
+        app = self.app
+        version_key = terms_cache.version_key(app, merchant_id)
+        fresh = terms_cache.new_version()
+        replies = buffer.run_commands(app, [
+            [b"SET", version_key, fresh, b"NX", b"GET", b"EX", b"%d" % terms_cache.VERSION_TTL],
+            [b"GET", buffer.click_key(click_id).encode()]])
+        version = replies[0] if replies[0] is not None else fresh
+        buffered = buffer.decode(replies[1][1:], replies[1][:1]) if replies[1] is not None else None
+        cache = terms_cache.cache(app)
+        terms = cache.get(merchant_id, version)
+        pg = self.connections()
+        conn = pg.get()
+        if terms is None:
+            row = conn.execute(sql()["merchant"], {"m": merchant_id}).fetchone()
+            if row is None:
+                raise Handover
+            terms = terms_cache.MerchantTerms(version, time.monotonic(), row[0], row[1], row[2])
+            cache.put(merchant_id, terms)
+        rules = fraud.rule_settings(terms.fraud_settings)
+
+        # -- PostgreSQL flight 1: the raw log (committed first) and the read ---------------------
+        log_row = {"merchant_id": merchant_id, "received_at": now, "method": "GET",
+                   "params": Json(services.loggable_params(params)),
+                   "source_ip": (source_ip or "")[:64] or None,
+                   "order_id": (params.get("order_id") or "")[:255] or None,
+                   "outcome": "received", "http_status": None, "conversion_id": None,
+                   "auth_method": auth_method, "message": None}
+        read_params = {
+            "cdb": buffered is None, "cid": click_id, "m": merchant_id, "e": event, "o": order_id,
+            "at": now, "month_start": calc.month_start(now),
+            "day_start": datetime.combine(now.date(), dtime.min, tzinfo=now.tzinfo),
+            "since_24h": now - timedelta(hours=24), "since_90d": now - commissions.OUTLIER_LOOKBACK,
+            "dup_ip_on": bool(rules["duplicate_ip"].get("enabled", True)),
+            "outlier_on": amount_text is not None and bool(rules["amount_outlier"].get("enabled", True)),
+            "cap_on": bool(rules["cap_exceeded"].get("enabled", True)),
+        }
+        for name in ("created_at", "merchant_id", "offer_id", "partner_id", "ip_hash",
+                     "ip_truncated", "is_bot", "paid_ads_param"):
+            read_params[f"b_{name}"] = buffered.get(name) if buffered is not None else None
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            conn.execute("SET LOCAL synchronous_commit TO OFF")
+            logged = conn.execute(sql()["insert_log"], log_row)
+            conn.execute("COMMIT")
+            read = conn.execute(sql()["read"], read_params)
+        postback_id = int(logged.fetchone()[0])
+        environ[POSTBACK_ID_KEY] = postback_id  # from here on, the view completes this row
+        row = read.fetchone()
+        n_cm = len(_CM_COLS)
+        existing_id, existing_currency, existing_amount = row[0], row[1], row[2]
+        cm_values = row[3:3 + n_cm]
+        (c_id, c_created_at, c_merchant_id, c_offer_id, c_partner_id, c_ip_hash, c_ip_truncated,
+         c_is_bot, c_paid_ads, p_id, p_email, p_postback_url, ov_id, ov_percent, ov_amount,
+         nth_before, same_ip, trailing, today) = row[3 + n_cm:]
+
+        if existing_id is not None:
+            existing = SimpleNamespace(id=existing_id, currency=existing_currency,
+                                       amount_minor=existing_amount)
+            commission = _commission_row(cm_values) if cm_values[0] is not None else None
+            try:
+                answer = services.duplicate(existing, amount_text, currency_given, commission=commission)
+            except (OrderConflict, PartnernetError, MoneyError):
+                raise Handover from None
+            conn.execute(sql()["outcome"], {"outcome": "duplicate", "conversion_id": existing_id,
+                                            "pb_id": postback_id})
+            return self._body(answer.body, postback_id)
+
+        # -- attribution by click (other cases: the view) --------------------------------------
+        if c_id is None or c_merchant_id != merchant_id or p_id is None:
+            raise Handover  # unattributed
+        c_created_at = clock.as_utc(c_created_at)
+        offer = terms.offers.get(c_offer_id) if c_offer_id in terms.offers else _MISSING
+        if offer is _MISSING:
+            offer = commissions.load_offer_terms(c_offer_id)
+            terms.offers[c_offer_id] = offer
+        if offer is None or not within_window(c_created_at, now, offer.attribution_window_days) \
+                or offer.attribution_model == "first_click":
+            raise Handover  # click_expired, or the visitor's earliest click decides
+        plan = next((p for p in offer.plans if p.event == event), None)
+        currency = currency_given or offer.currency
+        if plan is None or currency != offer.currency:
+            raise Handover  # unknown_event, currency_mismatch
+        try:
+            amount_minor = services._amount(amount_text, currency)
+        except (PartnernetError, MoneyError):
+            raise Handover from None
+        if plan.type == "cps" and amount_minor is None:
+            raise Handover  # invalid_amount
+        click = SimpleNamespace(id=c_id, created_at=c_created_at, partner_id=c_partner_id,
+                                ip_hash=c_ip_hash, ip_truncated=c_ip_truncated, is_bot=c_is_bot,
+                                paid_ads_param=c_paid_ads, merchant_id=c_merchant_id)
+        values = dict(
+            merchant_id=merchant_id, offer_id=offer.id, partner_id=c_partner_id, click_id=c_id,
+            coupon_id=None, event=event, order_id=order_id, amount_minor=amount_minor,
+            currency=currency, refunded_minor=0, customer_id=customer_id,
+            customer_email_hash=services.email_hash(email) if email else None,
+            customer_email_domain=email.rpartition("@")[2].lower()[:255] or None if email else None,
+            ip_hash=c_ip_hash or None, status="approved", created_at=now, updated_at=now)
+        conversion = SimpleNamespace(id=None, **values)
+        known = commissions.KnownFacts(
+            context=commissions.EngineContext(
+                merchant=SimpleNamespace(id=merchant_id, fraud_settings=terms.fraud_settings,
+                                         ip_blocklist=terms.ip_blocklist,
+                                         default_hold_days=terms.default_hold_days),
+                partner=SimpleNamespace(id=p_id, email=p_email, postback_url=p_postback_url),
+                override=calc.Rate(ov_percent, ov_amount, "override") if ov_id is not None else None),
+            nth_this_month=int(nth_before) + 1 if nth_before is not None else None,
+            same_ip_conversions_24h=int(same_ip) if same_ip is not None else None,
+            trailing_amounts=[int(a) for a in trailing] if trailing is not None else None,
+            partner_conversions_today=int(today) if today is not None else None)
+        commission_values, wants_postbacks = commissions.compute_commission(
+            conversion, click, postback_ip=source_ip, offer=offer, known=known)  # type: ignore[arg-type]
+        assert commission_values is not None  # the offer has a plan for the event (checked)
+
+        # -- PostgreSQL flight 2: conversion + commission + outcome, one statement --------------
+        write = {f"v_{k}": v for k, v in values.items()}
+        write.update({f"m_{k}": Json(v) if k == "flags" else v for k, v in commission_values.items()})
+        write["pb_id"] = postback_id
+        written = conn.execute(sql()["write"], write).fetchone()
+        if written is None:
+            # Another request inserted this order between the read and the write: the view
+            # answers duplicate (or order_conflict) on the logged row.
+            raise Handover
+        conversion_id, commission_id = int(written[0]), int(written[1])
+        commission = SimpleNamespace(id=commission_id, conversion_id=conversion_id, **commission_values)
+        body = self._body({"conversion_id": conversion_id, "status": "accepted", "duplicate": False,
+                           "commission": commissions.commission_view(commission)},  # type: ignore[arg-type]
+                          postback_id)
+        if wants_postbacks:
+            outgoing.enqueue_notification(commission_id)
+        return body
+
+    def _body(self, body: dict[str, Any], postback_id: int) -> bytes:
+        body["postback_id"] = postback_id
+        return (self.app.json.dumps(body, separators=(",", ":")) + "\n").encode()
+
+
+_MISSING: Any = object()
+_CM_COLS: list[str] = []
+
+
+def _commission_row(values: tuple[Any, ...]) -> Any:
+    row = SimpleNamespace(**dict(zip(_CM_COLS, values, strict=True)))
+    for name in ("hold_until", "reviewed_at", "approved_at", "created_at", "updated_at"):
+        if getattr(row, name) is not None:
+            setattr(row, name, clock.as_utc(getattr(row, name)))
+    return row
+
+
+def install(app: Flask) -> None:
+    """Wrap the app's WSGI callable (inside ProxyFix, so the client address is already fixed)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    if not _CM_COLS:
+        _CM_COLS.extend(sql()["cm_cols"].split(","))
+    outer = app.wsgi_app
+    if isinstance(outer, ProxyFix):
+        outer.app = PostbackFastPath(app, outer.app)
+    else:
+        app.wsgi_app = PostbackFastPath(app, outer)  # type: ignore[method-assign]
