@@ -207,6 +207,7 @@ def _settle(merchant_id: int) -> str:
     approve()
     from partnernet.errors import PartnernetError
     from partnernet.payouts import services as payouts
+    from partnernet.payouts.manual import mark_manual_paid
 
     try:
         run = payouts.create_run(merchant_id, trigger="demo")
@@ -216,7 +217,7 @@ def _settle(merchant_id: int) -> str:
     paid = 0
     for payout in payouts.run_payouts(run.id):
         if payout.rail == "manual" and payout.status == "queued":
-            payouts.mark_manual_paid(merchant_id, payout.id, f"DEMO-BANK-{payout.id}")
+            mark_manual_paid(merchant_id, payout.id, f"DEMO-BANK-{payout.id}")
             paid += 1
             break
     return f"payouts: {paid} manual payout marked paid"

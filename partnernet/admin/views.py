@@ -33,6 +33,8 @@ from partnernet.money import MoneyError, format_amount, format_percent
 from partnernet.offers import services as offers
 from partnernet.offers.models import Membership, Offer, PlanOverride
 from partnernet.offers.schemas import OfferIn, OverrideIn
+from partnernet.payouts import manual as manual_payouts
+from partnernet.payouts import settings as payout_settings
 from partnernet.reports.rollup import Scope
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -497,9 +499,9 @@ def payout_manual(payout_id: int) -> Any:
     note = (request.form.get("note") or "").strip()
     try:
         if outcome == "paid" and note:
-            payouts.mark_manual_paid(mid(), payout_id, note, current_user.id)
+            manual_payouts.mark_manual_paid(mid(), payout_id, note, current_user.id)
         elif outcome == "failed" and note:
-            payouts.fail_manual(mid(), payout_id, note)
+            manual_payouts.fail_manual(mid(), payout_id, note)
         else:
             payouts.get_payout(mid(), payout_id)
             flash("Give the payment reference (paid) or the reason (failed).", "error")
@@ -522,10 +524,10 @@ def payouts_csv() -> Any:
     if payouts is None:
         abort(404)
     fmt = request.args.get("format", "paypal")
-    if fmt not in payouts.CSV_FORMATS:
+    if fmt not in manual_payouts.CSV_FORMATS:
         abort(400)
     return current_app.response_class(
-        payouts.export_manual_csv(mid(), fmt), mimetype="text/csv",
+        manual_payouts.export_manual_csv(mid(), fmt), mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename=payouts-{fmt}.csv"})
 
 
@@ -614,13 +616,12 @@ def rules() -> Any:
     """Fraud rules and thresholds, IP block list, payout minimum, four eyes and weekly schedule."""
     from partnernet.commissions import fraud_settings as commissions
     from partnernet.commissions.fraud import ACTIONS, MODES
-    from partnernet.payouts import services as payouts
     from partnernet.payouts.schemas import SettingsIn
 
     confirm = ConfirmForm()
     merchant = db.session.get(Merchant, mid())
     fraud_view = commissions.fraud_settings_view(mid())
-    payout_view = payouts.payout_settings_view(merchant)  # type: ignore[arg-type]
+    payout_view = payout_settings.payout_settings_view(merchant)  # type: ignore[arg-type]
     errors: dict[str, str] = {}
     form = request.form if request.method == "POST" else None
     status = 200
@@ -639,7 +640,7 @@ def rules() -> Any:
         elif request.form.get("section") == "payouts":
             try:
                 data = SettingsIn().load(services.payout_settings_input(request.form))
-                payouts.update_payout_settings(mid(), data)
+                payout_settings.update_payout_settings(mid(), data)
                 flash("Payout settings saved.", "ok")
                 return redirect(url_for("admin.rules"))
             except ValidationError as exc:

@@ -11,6 +11,8 @@ from flask_smorest import Blueprint
 from partnernet.api.auth import authenticate_request, merchant_id
 from partnernet.api.pagination import PageArgs, page_schema, paginate
 from partnernet.payouts import connect, services
+from partnernet.payouts import manual as payout_manual
+from partnernet.payouts import settings as payout_settings
 from partnernet.payouts.schemas import (
     ExportArgs,
     FailManualIn,
@@ -80,13 +82,13 @@ class PayoutSettings(MethodView):
         from partnernet.accounts.models import Merchant
         from partnernet.extensions import db
 
-        return services.payout_settings_view(db.session.get(Merchant, merchant_id()))
+        return payout_settings.payout_settings_view(db.session.get(Merchant, merchant_id()))
 
     @blp.arguments(SettingsIn)
     @blp.response(200, SettingsOut)
     def put(self, data: dict[str, Any]) -> dict[str, Any]:
         """Change the payout settings (fields left out stay as they are)."""
-        return services.update_payout_settings(merchant_id(), data)
+        return payout_settings.update_payout_settings(merchant_id(), data)
 
 
 @blp.route("/payouts/<int:payout_id>")
@@ -102,7 +104,7 @@ class PayoutById(MethodView):
 @blp.response(200, PayoutOut)
 def mark_paid(data: dict[str, Any], payout_id: int) -> Any:
     """Record a manual-rail payout as paid outside partnernet, with its reference."""
-    return services.mark_manual_paid(merchant_id(), payout_id, data["reference"])
+    return payout_manual.mark_manual_paid(merchant_id(), payout_id, data["reference"])
 
 
 @blp.route("/payouts/<int:payout_id>/fail", methods=["POST"])
@@ -110,7 +112,7 @@ def mark_paid(data: dict[str, Any], payout_id: int) -> Any:
 @blp.response(200, PayoutOut)
 def fail_manual(data: dict[str, Any], payout_id: int) -> Any:
     """A manual-rail payout that could not be paid: its amount returns to the balance."""
-    return services.fail_manual(merchant_id(), payout_id, data["reason"])
+    return payout_manual.fail_manual(merchant_id(), payout_id, data["reason"])
 
 
 @blp.route("/payouts/manual.csv", methods=["GET"])
@@ -119,7 +121,7 @@ def fail_manual(data: dict[str, Any], payout_id: int) -> Any:
                             "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def export_manual(args: dict[str, Any]) -> Response:
     """The queued manual payouts as a PayPal Payouts or Wise batch CSV."""
-    body = services.export_manual_csv(merchant_id(), args["format"])
+    body = payout_manual.export_manual_csv(merchant_id(), args["format"])
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="payouts-{args["format"]}.csv"'})
 

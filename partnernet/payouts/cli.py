@@ -44,10 +44,10 @@ def run(merchant_id: int, partner_ids: tuple[int, ...], currency: str | None) ->
 @with_appcontext
 def reconcile(merchant_id: int | None) -> None:
     """Compare payouts with Stripe's transfers; exit 1 when they differ."""
-    from partnernet.payouts import services
+    from partnernet.payouts.reconcile import reconcile as find_differences
 
     try:
-        diffs = services.reconcile(merchant_id)
+        diffs = find_differences(merchant_id)
     except PartnernetError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(json.dumps({"differences": diffs, "ok": not diffs}))
@@ -82,9 +82,9 @@ def approve(run_id: int, merchant_id: int, user_email: str) -> None:
 @with_appcontext
 def export(merchant_id: int, fmt: str) -> None:
     """Print the queued manual payouts as a PayPal Payouts or Wise batch CSV."""
-    from partnernet.payouts import services
+    from partnernet.payouts.manual import export_manual_csv
 
-    click.echo(services.export_manual_csv(merchant_id, fmt), nl=False)
+    click.echo(export_manual_csv(merchant_id, fmt), nl=False)
 
 
 commands = [payouts_group]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from partnernet import jobs
 from partnernet.payouts import services
+from partnernet.payouts import settings as payout_settings
 
 
 def send_payout(payout_id: int) -> str:
@@ -18,7 +19,7 @@ def retry_payouts() -> dict[str, int]:
 
 def scheduled_payouts() -> dict[str, int]:
     """Periodic: the merchants' weekly payout runs."""
-    return services.run_scheduled_payouts()
+    return payout_settings.run_scheduled_payouts()
 
 
 jobs.periodic("retry-payouts", "partnernet.payouts.tasks:retry_payouts", 60,

@@ -263,8 +263,9 @@ def test_partial_then_full_refund_of_a_pending_commission_writes_nothing_until_a
 def pay_out(merchant_id):
     """Run the payouts engine's claim (manual rail): approved commissions become paid."""
     from partnernet.accounts.models import Merchant
+    from partnernet.payouts.manual import mark_manual_paid
     from partnernet.payouts.models import Payout
-    from partnernet.payouts.services import create_run, mark_manual_paid
+    from partnernet.payouts.services import create_run
 
     db.session.get(Merchant, merchant_id).min_payout_minor = 1
     db.session.commit()

@@ -142,7 +142,7 @@ def test_settings_and_the_weekly_schedule(client, shop, fake):
     from datetime import datetime
 
     from partnernet import clock
-    from partnernet.payouts.services import run_scheduled_payouts
+    from partnernet.payouts.settings import run_scheduled_payouts
 
     headers = auth(shop.api_key)
     assert client.get("/api/v1/payouts/settings", headers=headers).get_json() == {

@@ -161,8 +161,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def payout(self) -> None:
         from partnernet.commissions.ledger import ledger_balance
         from partnernet.extensions import db
+        from partnernet.payouts.manual import mark_manual_paid
         from partnernet.payouts.models import Payout
-        from partnernet.payouts.services import create_run, mark_manual_paid
+        from partnernet.payouts.services import create_run
 
         before = ledger_balance(self.merchant_id, self.partner_id, "USD")
         run = create_run(self.merchant_id)

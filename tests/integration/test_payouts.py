@@ -342,7 +342,7 @@ def test_rejected_run_returns_the_balance(shop, fake):
 def test_manual_rail_csv_and_mark_paid(shop, fake):
     from partnernet.extensions import db
     from partnernet.payouts.exceptions import NotManualPayout
-    from partnernet.payouts.services import export_manual_csv, mark_manual_paid
+    from partnernet.payouts.manual import export_manual_csv, mark_manual_paid
 
     shop.merchant.payout_settings = {"rail": "manual"}
     db.session.commit()
@@ -372,7 +372,7 @@ def test_manual_rail_csv_and_mark_paid(shop, fake):
 
 def test_reconcile_reports_differences(shop, fake):
     from partnernet.extensions import db
-    from partnernet.payouts.services import reconcile
+    from partnernet.payouts.reconcile import reconcile
 
     a, b = make_partner(shop.merchant.id), make_partner(shop.merchant.id)
     onboard(a, fake)
