@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -121,13 +121,7 @@ def verify_login(email: str, password: str) -> User | None:
         db.session.commit()
         return None
     if not check_password_hash(user.password_hash, password) or not user.is_active:
-        user.failed_logins += 1
-        if user.failed_logins >= LOCKOUT_AFTER:
-            user.locked_until = now + LOCKOUT_FOR
-            user.failed_logins = 0
-            audit("account_locked", user_id=user.id, merchant_id=user.merchant_id)
-        audit("login_failed", user_id=user.id, merchant_id=user.merchant_id)
-        db.session.commit()
+        _count_failure(user, now, "login_failed")
         return None
     user.failed_logins = 0
     user.locked_until = None
@@ -137,6 +131,18 @@ def verify_login(email: str, password: str) -> User | None:
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def _count_failure(user: User, now: datetime, event: str) -> None:
+    """A wrong password (login or fresh login): counted, and the account locked for
+    ``LOCKOUT_FOR`` after ``LOCKOUT_AFTER`` in a row. Commits (the audit event with it)."""
+    user.failed_logins += 1
+    if user.failed_logins >= LOCKOUT_AFTER:
+        user.locked_until = now + LOCKOUT_FOR
+        user.failed_logins = 0
+        audit("account_locked", user_id=user.id, merchant_id=user.merchant_id)
+    audit(event, user_id=user.id, merchant_id=user.merchant_id)
+    db.session.commit()
 
 
 def load_user(session_id: str) -> User | None:
@@ -166,13 +172,7 @@ def reauthenticate(user: User, password: str) -> bool:
         db.session.commit()
         return False
     if not user.password_hash or not check_password_hash(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= LOCKOUT_AFTER:
-            user.locked_until = now + LOCKOUT_FOR
-            user.failed_logins = 0
-            audit("account_locked", user_id=user.id, merchant_id=user.merchant_id)
-        audit("reauth_failed", user_id=user.id, merchant_id=user.merchant_id)
-        db.session.commit()
+        _count_failure(user, now, "reauth_failed")
         return False
     user.failed_logins = 0
     audit("reauthenticated", user_id=user.id, merchant_id=user.merchant_id)
