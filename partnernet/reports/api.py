@@ -66,6 +66,11 @@ def get_report(args: dict[str, Any]) -> Any:
         return Response(stream_with_context(services.report_csv(report)),
                         mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return report_body(report)
+
+
+def report_body(report: services.Report) -> dict[str, Any]:
+    """The JSON answer of a report (before ``ReportOut`` dumps it)."""
     return {"group_by": report.group_by, "from_": report.first, "to": report.last,
             "source": report.source, "rollup_until": report.rollup_until, "items": report.rows}
 
