@@ -13,7 +13,9 @@ machine; every measurement runs with all indexes in place.
 
 Prints, each against a baseline measured in the same run:
 1. a 30-day report grouped by partner and day from the rollups vs the same numbers
-   by GROUP BY over the raw tables, at ``--base`` clicks (ratio raw / rollup);
+   by GROUP BY over the raw tables, at ``--base`` clicks (ratio raw / rollup): the
+   ``build_report`` call, rows asserted identical; then the same reports answered as
+   the API's JSON body and as CSV, and the SQL alone;
 2. the rollup report query at ``--large`` vs at ``--base`` clicks (ratio);
 3. the incremental rollup of 10,000 new clicks with 1M vs ``--large`` rows of
    history (ratio).
@@ -249,8 +251,10 @@ def analyze_rollups(db: Any) -> None:
     """ANALYZE the rollup tables after a rebuild: autovacuum does it within a minute in
     production; done here at once so the query plans do not depend on its timing."""
     with db.engine.begin() as conn:
-        conn.execute(text("ANALYZE report_click_rollups"))
-        conn.execute(text("ANALYZE report_conversion_rollups"))
+        for table in ("report_click_rollups", "report_conversion_rollups",
+                      "report_partner_day_clicks", "report_partner_day_conversions",
+                      "report_partner_day_rows"):
+            conn.execute(text(f"ANALYZE {table}"))
 
 
 def main() -> None:
@@ -338,35 +342,51 @@ def run(url: str, args: argparse.Namespace) -> None:
         def raw() -> Any:
             return build_report(scope, ["partner", "day"], first, last, force_source="raw")
 
-        same = rolled().rows
-        assert same == raw().rows, "rollup and raw disagree"
+        same = rolled()
+        assert same.source == "rollup"
+        assert same.values == raw().values, "rollup and raw disagree"
         t_roll = best(rolled, 7)
         t_raw = best(raw, 3)
-        print(f"  ({len(same):,} report rows, identical from both paths)", flush=True)
+        print(f"  ({len(same.values):,} report rows, identical from both paths)", flush=True)
         print(f"30-day report by partner and day at {args.base:,} clicks: rollup "
-              f"{t_roll * 1000:.0f} ms, raw GROUP BY {t_raw * 1000:.0f} ms, "
+              f"{t_roll * 1000:.1f} ms, raw GROUP BY {t_raw * 1000:.0f} ms, "
               f"ratio raw/rollup = {t_raw / t_roll:.1f}x (target >= 50x)", flush=True)
+
+        # What the API adds to answer: the JSON body (dicts, ReportOut, Flask's JSON) and
+        # the CSV, the same code on both paths; timed end to end from build_report.
+        from partnernet.reports.api import report_body
+        from partnernet.reports.schemas import ReportOut
+        from partnernet.reports.services import report_csv
+
+        def as_json(report: Any) -> str:
+            return str(app.json.dumps(ReportOut().dump(report_body(report))))
+
+        def as_csv(report: Any) -> str:
+            return "".join(report_csv(report))
+
+        for name, encode in (("JSON", as_json), ("CSV", as_csv)):
+            with app.test_request_context():
+                a = best(lambda encode=encode: encode(rolled()), 7)
+                b = best(lambda encode=encode: encode(raw()), 3)
+            print(f"  answered as {name}: rollup {a * 1000:.1f} ms, raw {b * 1000:.0f} ms, "
+                  f"ratio = {b / a:.1f}x", flush=True)
 
         from partnernet.links.models import Click
         from partnernet.reports import rollup as r
-        from partnernet.reports.services import _rollup_selects
+        from partnernet.reports.services import _kept_rows_select, _tuples
 
         dims = ["partner", "day"]
 
         def sql_rolled() -> None:
-            conn = db.session.connection()
-            for stmt in _rollup_selects(dims, scope, first, last, {}):
-                conn.execute(stmt).all()
+            _tuples(_kept_rows_select(dims, scope, first, last, {}))
 
         def sql_raw() -> None:
-            conn = db.session.connection()
             lo, hi = r.day_start(first), r.day_start(last + timedelta(days=1))
-            conn.execute(r.raw_click_select(
-                dims, scope, [Click.created_at >= lo, Click.created_at < hi])).all()
-            conn.execute(r.raw_money_select(dims, scope, (first, last))).all()
+            _tuples(r.raw_click_select(dims, scope, [Click.created_at >= lo, Click.created_at < hi]))
+            _tuples(r.raw_money_select(dims, scope, (first, last)))
 
         s_roll, s_raw = best(sql_rolled, 7), best(sql_raw, 3)
-        print(f"  SQL only (no row formatting): rollup {s_roll * 1000:.0f} ms, raw "
+        print(f"  SQL only (rows fetched, no Python fold): rollup {s_roll * 1000:.1f} ms, raw "
               f"{s_raw * 1000:.0f} ms, ratio = {s_raw / s_roll:.1f}x", flush=True)
 
         if args.large <= args.base:
@@ -385,7 +405,7 @@ def run(url: str, args: argparse.Namespace) -> None:
               flush=True)
         t_roll_large = best(rolled, 7)
         print(f"rollup report query at {args.large:,} vs {args.base:,} clicks: "
-              f"{t_roll_large * 1000:.0f} ms vs {t_roll * 1000:.0f} ms, "
+              f"{t_roll_large * 1000:.1f} ms vs {t_roll * 1000:.1f} ms, "
               f"ratio = {t_roll_large / t_roll:.2f}x (target < 1.5x)", flush=True)
         incremental(T0 + timedelta(minutes=20))  # warm-up, as at 1M
         inc_large = statistics.median(

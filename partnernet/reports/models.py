@@ -124,17 +124,14 @@ class PartnerDayReportRow(db.Model):
     (``currency`` ``""`` for a partner-day without money, shown as ``null``), metrics
     included, computed by the same fold and ``metrics`` code as every other report; the
     job recomputes the rows of each merchant-day it touches. The partner × day report
-    (the dashboard's, the benchmark's) is then one index range scan: no aggregation and
-    no per-row Python at answer time."""
+    (the dashboard's, the benchmark's) is then one primary-key range scan: no aggregation,
+    no sort and no per-row Python at answer time. ``day`` is kept as the report prints it
+    (``YYYY-MM-DD``, which sorts and compares like the date)."""
 
     __tablename__ = "report_partner_day_rows"
-    __table_args__ = (
-        Index("ix_report_partner_day_rows_merchant_partner_day", "merchant_id", "partner_id",
-              "day", "currency"),
-        Index("ix_report_partner_day_rows_partner_day", "partner_id", "day"))
 
     merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
     partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True, default="")
     clicks: Mapped[int] = mapped_column(BigInteger)
