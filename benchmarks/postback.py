@@ -4,7 +4,8 @@
     REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/postback.py
 
 It creates a database of its own on the server (dropped at the end), seeds a merchant,
-an offer, 50 partners with a link and clicks each, starts ``gunicorn wsgi:app`` once, then drives
+an offer, 50 partners with a link and clicks each, 20,000 past sales with their commissions
+(then ANALYZE, as a live database has statistics), starts ``gunicorn wsgi:app`` once, then drives
 three phases of equal length with the same client processes:
 
 1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
@@ -125,8 +126,36 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
     return rate, totals
 
 
-def seed(url: str, clicks: int, partners: int = 50) -> dict[str, object]:
-    """Schema and data: a merchant, an offer (10 % cps), partners, their links and clicks."""
+def seed_history(merchant_id: int, offer_id: int, partner_ids: list[int], count: int) -> None:
+    """The program's past: ``count`` sales with their commissions over the last 60 days, then
+    ANALYZE — a live database has both, so the dedupe look-up, the outlier rule's amounts and
+    the tier counts run against a real table with real statistics, not an empty one (whose
+    plans would be made for zero rows and kept)."""
+    from sqlalchemy import text
+
+    from partnernet.extensions import db
+
+    db.session.execute(text(
+        "INSERT INTO conversions (merchant_id, offer_id, partner_id, event, order_id, amount_minor, "
+        " currency, refunded_minor, status, created_at, updated_at) "
+        "SELECT :m, :o, (:p)[1 + g % cardinality(:p)], 'sale', 'history-' || g, 1000 + g % 9000, "
+        " 'USD', 0, 'approved', now() - (g % 60) * interval '1 day' - (g % 1440) * interval '1 minute', "
+        " now() - (g % 60) * interval '1 day' "
+        "FROM generate_series(1, :n) AS g"), {"m": merchant_id, "o": offer_id, "p": partner_ids, "n": count})
+    db.session.execute(text(
+        "INSERT INTO commissions (merchant_id, partner_id, offer_id, conversion_id, kind, amount_minor, "
+        " currency, reversed_minor, status, hold_until, flags, created_at, updated_at) "
+        "SELECT merchant_id, partner_id, offer_id, id, 'conversion', amount_minor / 10, currency, 0, "
+        " 'approved', created_at + interval '30 days', '[]', created_at, created_at "
+        "FROM conversions WHERE merchant_id = :m"), {"m": merchant_id})
+    db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000) -> dict[str, object]:
+    """Schema and data: a merchant, an offer (10 % cps), partners, their links and clicks, and
+    the program's past sales (``seed_history``)."""
     from datetime import timedelta
 
     from partnernet import clock, dbsetup, tokens
@@ -148,6 +177,7 @@ def seed(url: str, clicks: int, partners: int = 50) -> dict[str, object]:
             "plans": [{"event": "sale", "type": "cps", "percent": "10"}]}))
         now = clock.now()
         ids: list[str] = []
+        partner_ids: list[int] = []
         code = ""
         # Many partners, as in a real program: per-partner work (tiers, caps) stays realistic.
         for p in range(partners):
@@ -164,7 +194,9 @@ def seed(url: str, clicks: int, partners: int = 50) -> dict[str, object]:
                                      offer_id=offer.id, partner_id=partner.id,
                                      created_at=now - timedelta(minutes=30 + i))
                                for i, cid in enumerate(batch))
+            partner_ids.append(partner.id)
         db.session.commit()
+        seed_history(shop.merchant.id, offer.id, partner_ids, history)
         random.Random(7).shuffle(ids)  # consecutive orders go to different partners
         data = {"token": shop.postback_token, "code": code, "click_ids": ids}
         db.engine.dispose()

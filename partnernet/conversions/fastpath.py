@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 POSTBACK_ID_KEY = "partnernet.postback_id"
 LIMITED_KEY = "partnernet.postback_limited"
 ENDPOINT = "conversions.postback"
+#: A click may be this far in the future and still attribute (attribution.within_window).
+ATTRIBUTION_SKEW = timedelta(minutes=5)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -83,14 +85,26 @@ def _pg_type(column: Any) -> str:
     return str(column.type.compile(dialect=postgresql.dialect()))
 
 
+#: The raw log row's columns that are the same for every request here.
+_LOG_CONSTANTS = {"outcome": "'received'", "http_status": "NULL", "conversion_id": "NULL",
+                  "message": "NULL"}
+
+
 def _build_sql() -> dict[str, str]:
     from partnernet.commissions.models import Commission
     from partnernet.conversions.models import Conversion, Postback
 
     pb = Postback.__table__
     log_cols = [c.name for c in pb.c if c.name != "id"]
-    insert_log = (f"INSERT INTO postbacks ({', '.join(log_cols)}) VALUES "  # noqa: S608 - names from the models, values bound
-                  f"({', '.join(f'%({n})s' for n in log_cols)}) RETURNING id")
+    # The raw log row, committed by the read statement itself *asynchronously*: set_config(...,
+    # true) lasts for the statement's own (implicit) transaction. The synchronous commit that
+    # ends every answer (the write, the duplicate's outcome, or the view's) flushes the WAL
+    # past it, so the row is durable before any answer.
+    insert_log = (
+        "cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "  # noqa: S608 - names from the models, values bound
+        f"logged AS (INSERT INTO postbacks ({', '.join(log_cols)}) SELECT "
+        + ", ".join(_LOG_CONSTANTS.get(n) or f"%(l_{n})s::{_pg_type(pb.c[n])}" for n in log_cols)
+        + " FROM cfg RETURNING id), ")
 
     conv = Conversion.__table__
     conv_cols = [c.name for c in conv.c if c.name != "id"]
@@ -112,36 +126,39 @@ def _build_sql() -> dict[str, str]:
 
     cm_cols = [c.name for c in comm.c]
     read = (
-        "WITH c AS ("  # noqa: S608 - names from the models, values bound
+        "WITH " + insert_log + "c AS ("  # noqa: S608 - names from the models, values bound
         "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "
         "paid_ads_param FROM clicks WHERE %(cdb)s AND id = %(cid)s "
+        # only the days a click can still attribute from (partitions pruned): an older or
+        # newer click is not found here, and the view answers it (click_expired)
+        "AND created_at >= %(click_since)s AND created_at <= %(click_until)s "
         "UNION ALL SELECT %(cid)s, %(b_created_at)s::timestamptz, %(b_merchant_id)s::bigint, "
         "%(b_offer_id)s::bigint, %(b_partner_id)s::bigint, %(b_ip_hash)s::varchar, "
         "%(b_ip_truncated)s::varchar, %(b_is_bot)s::boolean, %(b_paid_ads_param)s::varchar "
         "WHERE NOT %(cdb)s LIMIT 1) "
-        "SELECT ex.id, ex.currency, ex.amount_minor, "
+        "SELECT logged.id, ex.id, ex.currency, ex.amount_minor, "
         + ", ".join(f"cm.{n}" for n in cm_cols) + ", "  # noqa: S608 - names from the models, values bound
         "c.id, c.created_at, c.merchant_id, c.offer_id, c.partner_id, c.ip_hash, c.ip_truncated, "
         "c.is_bot, c.paid_ads_param, p.id, p.email, p.postback_url, ov.id, ov.percent, "
         "ov.amount_minor, "
         # the engine's counts, each only when it would read it (commissions.services)
-        "CASE WHEN ov.id IS NULL AND EXISTS (SELECT 1 FROM commission_plans pl "
+        "CASE WHEN ex.id IS NULL AND ov.id IS NULL AND EXISTS (SELECT 1 FROM commission_plans pl "
         " JOIN plan_tiers t ON t.plan_id = pl.id WHERE pl.offer_id = c.offer_id AND pl.event = %(e)s) "
         "THEN (SELECT count(*) FROM conversions v JOIN commissions k ON k.conversion_id = v.id "
         " WHERE v.offer_id = c.offer_id AND v.partner_id = c.partner_id AND v.event = %(e)s "
         " AND v.created_at >= %(month_start)s AND k.status NOT IN ('rejected', 'reversed')) END, "
-        "CASE WHEN %(dup_ip_on)s AND c.ip_hash IS NOT NULL "
+        "CASE WHEN ex.id IS NULL AND %(dup_ip_on)s AND c.ip_hash IS NOT NULL "
         "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
         " AND v.ip_hash = c.ip_hash AND v.created_at > %(since_24h)s AND v.created_at <= %(at)s) END, "
-        "CASE WHEN %(outlier_on)s THEN ARRAY(SELECT v.amount_minor FROM conversions v "
+        "CASE WHEN ex.id IS NULL AND %(outlier_on)s THEN ARRAY(SELECT v.amount_minor FROM conversions v "
         " WHERE v.offer_id = c.offer_id AND v.event = %(e)s AND v.amount_minor IS NOT NULL "
-        " AND v.created_at >= %(since_90d)s ORDER BY v.id DESC LIMIT "
+        " AND v.created_at >= %(since_90d)s ORDER BY v.offer_id DESC, v.event DESC, v.id DESC LIMIT "
         f"{commissions.OUTLIER_SAMPLE}) END, "
-        "CASE WHEN %(cap_on)s AND o.daily_cap IS NOT NULL "
+        "CASE WHEN ex.id IS NULL AND %(cap_on)s AND o.daily_cap IS NOT NULL "
         "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
         " AND v.partner_id = c.partner_id AND v.created_at >= %(day_start)s "
         " AND v.created_at <= %(at)s) END "
-        "FROM (SELECT 1) AS one "
+        "FROM logged "
         "LEFT JOIN conversions ex ON ex.merchant_id = %(m)s AND ex.event = %(e)s AND ex.order_id = %(o)s "
         "LEFT JOIN commissions cm ON cm.conversion_id = ex.id "
         "LEFT JOIN c ON true "
@@ -151,9 +168,10 @@ def _build_sql() -> dict[str, str]:
         " AND ov.event = %(e)s")
     outcome = ("UPDATE postbacks SET outcome = %(outcome)s, http_status = 200, message = NULL, "
                "conversion_id = %(conversion_id)s WHERE id = %(pb_id)s")
-    merchant = ("SELECT fraud_settings, ip_blocklist, default_hold_days FROM merchants "
-                "WHERE id = %(m)s")
-    return {"insert_log": insert_log, "write": write, "read": read, "outcome": outcome,
+    merchant = ("SELECT fraud_settings, ip_blocklist, default_hold_days, "
+                "(SELECT max(attribution_window_days) FROM offers WHERE merchant_id = %(m)s) "
+                "FROM merchants WHERE id = %(m)s")
+    return {"write": write, "read": read, "outcome": outcome,
             "merchant": merchant, "cm_cols": ",".join(cm_cols)}
 
 
@@ -184,7 +202,7 @@ class _Connections:
         conn = getattr(self.local, "conn", None)
         if conn is None or conn.closed:
             conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
-                                   options="-c TimeZone=UTC")
+                                   options="-c TimeZone=UTC -c plan_cache_mode=force_generic_plan")
             conn.prepare_threshold = 0  # every statement here is prepared on first use
             self.local.conn = conn
             with self.lock:
@@ -273,19 +291,19 @@ class PostbackFastPath:
             self._pg = pg
         return self._pg
 
-    def rate_limit(self, environ: dict[str, Any], query: dict[str, str]) -> None:
-        """Count the request in the view's Flask-Limiter bucket; hand over when it is full."""
-        from flask_limiter.util import get_remote_address  # noqa: F401 - same package as the view
+    def rate_limit(self, environ: dict[str, Any], query: dict[str, str]) -> tuple[Any, list[str]] | None:
+        """The view's Flask-Limiter limit and bucket for this request, or None (limits off)."""
         from limits import parse
 
         from partnernet.extensions import limiter
 
         config = self.app.config
         if not config.get("RATELIMIT_ENABLED", True) or not limiter.enabled:
-            return
+            return None
         limit_text = config["POSTBACK_RATE_LIMIT"]
         if self._limit is None or self._limit[0] != limit_text:
             self._limit = (limit_text, parse(limit_text))
+        # views._rate_key, for a GET
         token = query.get("token")
         if token:
             key = "pb:t:" + tokens.hash_secret(token)[:24]
@@ -293,13 +311,26 @@ class PostbackFastPath:
             key = "pb:m:" + query["merchant_id"][:20]
         else:
             key = "pb:ip:" + (environ.get("REMOTE_ADDR") or "")
-        args = [key, ENDPOINT]
+        args = [key, ENDPOINT]  # the bucket Flask-Limiter uses: [prefix,] key, endpoint
         prefix = getattr(limiter, "_key_prefix", "")
         if prefix:
             args = [prefix, *args]
-        if not limiter.limiter.hit(self._limit[1], *args):
-            raise Handover  # the view counts it again (the bucket is full already) and 429s
-        environ[LIMITED_KEY] = True
+        return self._limit[1], args
+
+    def _fixed_window_script(self) -> Any:
+        """Flask-Limiter's fixed-window counter script on the click path's Redis, or None
+        (another strategy or storage: counted through ``limits`` in a round trip of its own)."""
+        from limits.storage import RedisStorage
+        from limits.strategies import FixedWindowRateLimiter
+
+        from partnernet.extensions import limiter
+
+        strategy = limiter.limiter
+        config = self.app.config
+        if type(strategy) is FixedWindowRateLimiter and type(strategy.storage) is RedisStorage \
+                and config.get("RATELIMIT_STORAGE_URI") == config.get("REDIS_URL"):
+            return strategy.storage
+        return None
 
     def handle(self, environ: dict[str, Any]) -> bytes:
         raw_query = environ.get("QUERY_STRING", "")
@@ -336,17 +367,50 @@ class PostbackFastPath:
         if len(click_id) != 32 or not CLICK_ID_RE.fullmatch(click_id):
             raise Handover
         merchant_id = creds.merchant_id
-        self.rate_limit(environ, query)
 
-        # -- Redis: the merchant's config version and the click, if still buffered ----------
+        # -- Redis, one write: the rate limit, the merchant's config version, the click ------
+        import redis
+
         from partnernet.links import buffer
 
         app = self.app
+        if buffer.click_redis(app) is None:
+            raise Handover  # Redis is backing off after an error: the view copes
         version_key = terms_cache.version_key(app, merchant_id)
         fresh = terms_cache.new_version()
-        replies = buffer.run_commands(app, [
+        commands = [
             [b"SET", version_key, fresh, b"NX", b"GET", b"EX", b"%d" % terms_cache.VERSION_TTL],
-            [b"GET", buffer.click_key(click_id).encode()]])
+            [b"GET", buffer.click_key(click_id).encode()]]
+        limit = self.rate_limit(environ, query)
+        storage = self._fixed_window_script() if limit is not None else None
+        if limit is not None and storage is not None:
+            # limits' own fixed-window script (FixedWindowRateLimiter.hit), same key and expiry.
+            item, args = limit
+            commands.insert(0, [b"EVALSHA", storage.lua_incr_expire.sha.encode(), b"1",
+                                storage.prefixed_key(item.key_for(*args)).encode(),
+                                b"%d" % item.get_expiry(), b"1"])
+            try:
+                replies = buffer.run_commands(app, commands)
+            except redis.exceptions.NoScriptError:
+                # Redis restarted: count through limits (it loads the script), then the rest.
+                from partnernet.extensions import limiter
+
+                allowed = limiter.limiter.hit(item, *args)
+                replies = [None, *buffer.run_commands(app, commands[1:])]
+            else:
+                allowed = int(replies[0]) <= item.amount
+            replies = replies[1:]
+        else:
+            allowed = True
+            if limit is not None:
+                from partnernet.extensions import limiter
+
+                allowed = limiter.limiter.hit(limit[0], *limit[1])
+            replies = buffer.run_commands(app, commands)
+        if not allowed:
+            raise Handover  # the view counts it again (on a full bucket: no change) and 429s
+        if limit is not None:
+            environ[LIMITED_KEY] = True  # the view must not count it a second time
         version = replies[0] if replies[0] is not None else fresh
         buffered = buffer.decode(replies[1][1:], replies[1][:1]) if replies[1] is not None else None
         cache = terms_cache.cache(app)
@@ -357,20 +421,22 @@ class PostbackFastPath:
             row = conn.execute(sql()["merchant"], {"m": merchant_id}).fetchone()
             if row is None:
                 raise Handover
-            terms = terms_cache.MerchantTerms(version, time.monotonic(), row[0], row[1], row[2])
+            terms = terms_cache.MerchantTerms(version, time.monotonic(), row[0], row[1], row[2],
+                                              int(row[3] or 0))
             cache.put(merchant_id, terms)
         rules = fraud.rule_settings(terms.fraud_settings)
 
-        # -- PostgreSQL flight 1: the raw log (committed first) and the read ---------------------
+        # -- PostgreSQL: the raw log (committed first, asynchronously) and the read ---------------
         log_row = {"merchant_id": merchant_id, "received_at": now, "method": "GET",
                    "params": Json(services.loggable_params(params)),
                    "source_ip": (source_ip or "")[:64] or None,
                    "order_id": (params.get("order_id") or "")[:255] or None,
-                   "outcome": "received", "http_status": None, "conversion_id": None,
-                   "auth_method": auth_method, "message": None}
+                   "auth_method": auth_method}
         read_params = {
             "cdb": buffered is None, "cid": click_id, "m": merchant_id, "e": event, "o": order_id,
             "at": now, "month_start": calc.month_start(now),
+            "click_since": now - timedelta(days=terms.max_window_days),
+            "click_until": now + ATTRIBUTION_SKEW,
             "day_start": datetime.combine(now.date(), dtime.min, tzinfo=now.tzinfo),
             "since_24h": now - timedelta(hours=24), "since_90d": now - commissions.OUTLIER_LOOKBACK,
             "dup_ip_on": bool(rules["duplicate_ip"].get("enabled", True)),
@@ -380,15 +446,11 @@ class PostbackFastPath:
         for name in ("created_at", "merchant_id", "offer_id", "partner_id", "ip_hash",
                      "ip_truncated", "is_bot", "paid_ads_param"):
             read_params[f"b_{name}"] = buffered.get(name) if buffered is not None else None
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            conn.execute("SET LOCAL synchronous_commit TO OFF")
-            logged = conn.execute(sql()["insert_log"], log_row)
-            conn.execute("COMMIT")
-            read = conn.execute(sql()["read"], read_params)
-        postback_id = int(logged.fetchone()[0])
+        read_params.update({f"l_{k}": v for k, v in log_row.items()})
+        row = conn.execute(sql()["read"], read_params).fetchone()
+        postback_id = int(row[0])
         environ[POSTBACK_ID_KEY] = postback_id  # from here on, the view completes this row
-        row = read.fetchone()
+        row = row[1:]
         n_cm = len(_CM_COLS)
         existing_id, existing_currency, existing_amount = row[0], row[1], row[2]
         cm_values = row[3:3 + n_cm]

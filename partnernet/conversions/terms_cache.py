@@ -54,6 +54,8 @@ class MerchantTerms:
     fraud_settings: Any
     ip_blocklist: Any
     default_hold_days: int
+    #: The longest attribution window of the merchant's offers (clicks older cannot attribute).
+    max_window_days: int
     offers: dict[int, OfferTerms | None] = field(default_factory=dict)
 
 
