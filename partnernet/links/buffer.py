@@ -139,8 +139,14 @@ def _entry_click_id(payload: bytes) -> str:
 
 
 def _drop_click_keys(batch: list[tuple[bytes, bytes]]) -> list[list[bytes]]:
-    """Flushed clicks resolve from the database now: their copies under the click id go."""
-    return [[b"UNLINK", *[click_key(_entry_click_id(payload)).encode() for payload, _ in batch]]]
+    """Flushed clicks resolve from the database now: their copies under the click id go.
+
+    A packed line starts with the click id and a tab: the key is made from its bytes (10,000
+    of these per batch; going through ``click_key`` per entry cost 2.5 µs a click)."""
+    prefix = click_key("").encode()
+    return [[b"UNLINK", *[
+        prefix + (payload.partition(b"\t")[0] if payload[:1] != b"[" else _entry_click_id(payload).encode())
+        for payload, _ in batch]]]
 
 
 #: The clicks' stream buffer (``<prefix>clicks:buffer``).
@@ -208,6 +214,48 @@ def run_commands(app: Flask, commands: list[list[bytes]]) -> list[Any]:
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Pipe:
+    """Commands written now, replies read later, in order, on this thread's held connection.
+
+    The flush writes the read of its next batch before it starts the COPY of the current
+    one, and reads that reply on a helper thread while the COPY runs (psycopg releases the
+    GIL while PostgreSQL works): Redis's work, the transfer and the parsing of 10,000
+    entries happen beside the COPY instead of after it. One thread at a time uses it. Any
+    error drops the connection (replies still in flight would answer the wrong commands);
+    the flush is safe to run again.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.state = _state(app)
+        self.conn: Any = None
+
+    def send(self, commands: list[list[bytes]]) -> None:
+        if self.conn is None:  # taken at the first send (the flushing thread's, as ``run`` left it)
+            self.conn = _held_connection(self.state)
+        try:
+            self.conn.send_packed_command([b"".join([_pack(c) for c in commands])], check_health=False)
+        except BaseException:
+            self.abort()
+            raise
+
+    def read(self) -> Any:
+        """The reply to the oldest command sent and not read yet."""
+        try:
+            return self.conn.read_response()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the connection (the thread that owns it opens a new one when next needed)."""
+        if self.conn is None:
+            return
+        self.conn.disconnect()
+        if getattr(self.state.local, "conn", None) is self.conn:
+            self.state.local.conn = None
+        self.conn = None
 
 
 def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
@@ -280,8 +328,12 @@ def write_click_to_database(row: dict[str, Any], check_unique: bool) -> bool:
     if check_unique:
         since = row["created_at"] - timedelta(seconds=UNIQUE_WINDOW)
         # Like the Redis key: the window runs from the last *unique* click, for one hour.
+        # ``=`` on the IP hash, not IS NOT DISTINCT FROM (which no index can serve): the
+        # hash index finds this IP's few clicks, the rest is filtered from them.
+        hashed = row["ip_hash"]
+        same_ip = Click.ip_hash == hashed if hashed is not None else Click.ip_hash.is_(None)
         seen = db.session.scalar(select(Click.id).where(
-            Click.link_id == row["link_id"], Click.ip_hash.is_not_distinct_from(row["ip_hash"]),
+            same_ip, Click.link_id == row["link_id"],
             Click.user_agent.is_not_distinct_from(row["user_agent"]), Click.is_unique.is_(True),
             Click.created_at > since, Click.created_at <= row["created_at"]).limit(1))
         unique = seen is None
@@ -346,4 +398,5 @@ def flush_clicks(batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BAT
     if client is None:
         return {"flushed": 0, "buffer": None}
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return CLICKS.flush(client, lambda commands: run_commands(app, commands), batch_size, max_batches)
+    return CLICKS.flush(client, lambda commands: run_commands(app, commands), batch_size, max_batches,
+                        pipe=Pipe(app))

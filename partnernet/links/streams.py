@@ -17,6 +17,8 @@ import json
 import logging
 import re
 import secrets
+import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -161,6 +163,15 @@ class StreamBuffer:
             payload += b"\t\\N" * missing
         return payload + (b"\tt\n" if unique == b"1" else b"\tf\n")
 
+    def copy_data(self, entries: list[tuple[bytes, bytes]]) -> bytes:
+        """The COPY text of a batch of buffered entries: each line as packed, plus its
+        ``is_unique``; only lines of an older format go through ``copy_line``."""
+        tabs = self._fields - 1
+        return b"".join([
+            payload + (b"\tt\n" if unique == b"1" else b"\tf\n")
+            if payload.count(b"\t") == tabs and payload[:1] != b"[" else self.copy_line(payload, unique)
+            for payload, unique in entries])
+
     # -- writing ---------------------------------------------------------------------------
 
     def insert_ignore(self, rows: list[dict[str, Any]]) -> None:
@@ -210,7 +221,7 @@ class StreamBuffer:
         database refuses are returned with the reason."""
         try:
             if db.session.get_bind().dialect.name == "postgresql":
-                self._copy(b"".join([self.copy_line(payload, unique) for payload, unique in entries]))
+                self._copy(self.copy_data(entries))
             else:
                 self.insert_ignore([self.decode(payload, unique) for payload, unique in entries])
             db.session.commit()
@@ -242,13 +253,17 @@ class StreamBuffer:
                                    for row in rows])
 
     def flush(self, client: Any, run: Callable[[list[list[bytes]]], list[Any]],
-              batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES) -> dict[str, Any]:
+              batch_size: int = FLUSH_BATCH, max_batches: int = FLUSH_MAX_BATCHES,
+              pipe: Any = None) -> dict[str, Any]:
         """Move buffered rows into the database in bulk. Idempotent; one flush at a time.
 
         ``run`` sends raw commands (``links.buffer.run_commands``): a batch of 10,000 entries
-        parsed by redis-py's callbacks cost as much as its COPY. Entries leave the stream only
-        after their batch is committed; a rerun after a crash re-inserts them with ON CONFLICT
-        DO NOTHING, so nothing is doubled.
+        parsed by redis-py's callbacks cost as much as its COPY. With a ``pipe``
+        (``links.buffer.Pipe``: send now, read later) the read of the next batch is sent
+        before the current batch's COPY and its reply read on a helper thread during the
+        COPY, so Redis, the transfer and the parsing overlap PostgreSQL's work. Entries leave
+        the stream only after their batch is committed; a rerun after a crash re-inserts them
+        with ON CONFLICT DO NOTHING, so nothing is doubled.
         """
         lock_key = self.key("flush-lock")
         token = secrets.token_hex(8)
@@ -256,31 +271,88 @@ class StreamBuffer:
             return {"flushed": 0, "skipped": "another flush is running"}
         flushed = refused_total = 0
         stream = self.key().encode()
+        count = b"%d" % batch_size
+        #: Replies still owed on the pipe, oldest first: True for a batch read, False otherwise.
+        owed: deque[bool] = deque()
         try:
-            for _ in range(max_batches):
-                (entries,) = run([[b"XRANGE", stream, b"-", b"+", b"COUNT", b"%d" % batch_size]])
+            # The first read goes through ``run``: it reconnects once if Redis restarted since.
+            (entries,) = run([[b"XRANGE", stream, b"-", b"+", b"COUNT", count]])
+            for n in range(max_batches):
                 if not entries:
                     break
+                # Everything up to the batch's last id was in the batch (read in id order, one
+                # flusher at a time, ids only grow): the next batch starts right after it, and
+                # the trim removes up to it in one small command.
+                last_ms, _, last_seq = entries[-1][0].partition(b"-")
+                after = b"%s-%d" % (last_ms, int(last_seq) + 1)
+                more = len(entries) == batch_size and n + 1 < max_batches
+                next_read = [b"XRANGE", stream, after, b"+", b"COUNT", count]
+                reader = None
+                if more and pipe is not None:
+                    pipe.send([next_read])
+                    owed.append(True)
+                    reader = _BatchReader(pipe, owed)
                 batch = [_entry_fields(fields) for _, fields in entries]
-                refused = self.store_entries(batch)
+                try:
+                    refused = self.store_entries(batch)
+                finally:
+                    if reader is not None:
+                        reader.join()
                 commands = [[b"XADD", self.key("dead").encode(), b"*", b"c", self.encode_json(row).encode(),
                              b"error", reason.encode()] for row, reason in refused]
-                # Everything up to the batch's last id was in the batch (read from the start, one
-                # flusher at a time, ids only grow): trim up to it in one small command.
-                last_ms, _, last_seq = entries[-1][0].partition(b"-")
-                commands.append([b"XTRIM", stream, b"MINID", b"%s-%d" % (last_ms, int(last_seq) + 1)])
+                commands.append([b"XTRIM", stream, b"MINID", after])
                 if self.after_batch is not None:
                     commands += self.after_batch(batch)
                 commands.append([b"EXPIRE", lock_key.encode(), b"%d" % LOCK_SECONDS])
-                run(commands)
                 flushed += len(batch) - len(refused)
                 refused_total += len(refused)
-                if len(entries) < batch_size:
-                    break
+                if pipe is None:
+                    run(commands)
+                    entries = run([next_read])[0] if more else []
+                    continue
+                entries = reader.result() if reader is not None else []
+                pipe.send(commands)  # its replies are read with the next batch's, or below
+                owed.extend([False] * len(commands))
+            while owed:  # the last trims' replies (an error reply raises here)
+                owed.popleft()
+                pipe.read()
+        except BaseException:
+            if pipe is not None:
+                pipe.abort()  # replies may be in flight: they would answer the next commands
+            raise
         finally:
             if client.get(lock_key) == token.encode():
                 client.delete(lock_key)
         return {"flushed": flushed, "refused": refused_total}
+
+
+class _BatchReader(threading.Thread):
+    """Reads a pipe's owed replies up to the next batch read's, beside the COPY."""
+
+    def __init__(self, pipe: Any, owed: deque[bool]) -> None:
+        super().__init__(daemon=True, name="flush-read")
+        self.pipe, self.owed = pipe, owed
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            while self.owed:
+                is_batch = self.owed.popleft()
+                reply = self.pipe.read()
+                if is_batch:
+                    self.reply = reply
+                    return
+            raise AssertionError("no batch read was sent")  # pragma: no cover
+        except BaseException as exc:  # handed to the flushing thread by ``result``
+            self.error = exc
+
+    def result(self) -> Any:
+        """The batch read (an error the read met is raised here)."""
+        if self.error is not None:
+            raise self.error
+        return self.reply
 
 
 def _entry_fields(fields: list[bytes]) -> tuple[bytes, bytes]:

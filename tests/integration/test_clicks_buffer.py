@@ -104,6 +104,33 @@ def test_rerun_after_a_flush_died_half_way_inserts_nothing_twice(app, client, ne
     assert services.resolve_click(some).id == some
 
 
+def test_a_flush_whose_redis_read_breaks_mid_batch_loses_and_doubles_nothing(app, client, needs_redis,
+                                                                              monkeypatch):
+    """The next batch is read while the current one is COPYed: if that read fails, the
+    current batch is committed but still in the stream; the next flush finishes the job."""
+    import redis
+
+    link = make_link()
+    ids = {hit(client, link.code, ip=f"198.51.100.{i}") for i in range(25)}
+    real_read = buffer.Pipe.read
+    calls = []
+
+    def broken_read(self):
+        calls.append(1)
+        if len(calls) == 1:
+            self.abort()
+            raise redis.exceptions.ConnectionError("connection reset")
+        return real_read(self)
+
+    monkeypatch.setattr(buffer.Pipe, "read", broken_read)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        buffer.flush_clicks(batch_size=10)
+    assert stored_count() == 10 and buffer.buffer_length() == 25  # committed, not yet trimmed
+    assert buffer.flush_clicks(batch_size=10) == {"flushed": 25, "refused": 0}
+    assert stored_count() == 25 and buffer.buffer_length() == 0
+    assert {c.id for c in db.session.scalars(select(Click))} == ids
+
+
 def test_only_one_flush_runs_at_a_time(app, client, needs_redis):
     link = make_link()
     hit(client, link.code)
@@ -164,6 +191,24 @@ def test_uniqueness_window_is_one_hour_on_the_database_path(app_factory):
             hit(client, link.code)
         flags = [c.is_unique for c in db.session.scalars(select(Click).order_by(Click.created_at))]
         assert flags == [True, False, True, True]
+
+
+def test_database_path_uniqueness_is_per_link_and_address(app_factory):
+    app = app_factory(None)
+    with app.app_context():
+        link, other = make_link(), make_link()
+        client = app.test_client()
+        clock.freeze(datetime(2030, 3, 1, 9, 0, tzinfo=UTC))
+        first = hit(client, link.code, ip="203.0.113.7")
+        neighbour = hit(client, link.code, ip="203.0.113.8")  # same /24, another address
+        elsewhere = hit(client, other.code, ip="203.0.113.7")
+        again = hit(client, link.code, ip="203.0.113.7")
+        no_address = [hit(client, link.code, ip="") for _ in range(2)]
+        clicks = {c.id: c for c in db.session.scalars(select(Click))}
+        assert [clicks[i].ip_hash for i in no_address] == [None, None]
+        flags = {i: c.is_unique for i, c in clicks.items()}
+        assert [flags[i] for i in (first, neighbour, elsewhere, again)] == [True, True, True, False]
+        assert [flags[i] for i in no_address] == [True, False]
 
 
 # -- Redis stops answering ------------------------------------------------------------------
