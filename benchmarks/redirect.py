@@ -427,6 +427,67 @@ def flush_rate(app: Any, rows: list[dict[str, Any]]) -> float:
         return len(rows) / elapsed
 
 
+def copy_anatomy(app: Any, rows: list[dict[str, Any]], reps: int = 3) -> None:
+    """Where a COPY row's time goes: the same rows COPYed (as the flush sends them: packed text
+    lines, one buffer) into a scratch copy of the clicks table with no index, then with each
+    of the model's indexes alone, then all of them; best of ``reps``, microseconds per row.
+    Also the same with binary COPY (the buffer made by the server, so client-side encoding is
+    not counted) and with the btrees the two hash indexes replaced, for comparison."""
+    from partnernet.extensions import db
+    from partnernet.links.buffer import CLICKS
+
+    with app.app_context():
+        data = CLICKS.copy_data([(CLICKS.encode(r).encode(), b"1" if r["is_unique"] else b"0") for r in rows])
+        clicks = db.metadata.tables["clicks"]
+        indexes = {"pk (id, created_at)": "ALTER TABLE {t} ADD PRIMARY KEY (id, created_at)"}
+        for index in clicks.indexes:
+            using = index.dialect_options["postgresql"].get("using") or "btree"
+            indexes[f"{index.name} ({using})"] = (
+                f"CREATE INDEX ON {{t}} USING {using} ({', '.join(c.name for c in index.columns)})")
+        everything = list(indexes.values())
+        for earlier in ("visitor_id, offer_id, created_at", "link_id, ip_hash, created_at"):
+            indexes[f"earlier btree ({earlier})"] = f"CREATE INDEX ON {{t}} ({earlier})"
+        cols = ", ".join(CLICKS.copy_columns)
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            cur.execute("CREATE TEMP TABLE anatomy_src (LIKE clicks)")
+            with cur.copy(f"COPY anatomy_src ({cols}) FROM STDIN") as copy:
+                copy.write(data)
+            binary = bytearray()
+            with cur.copy(f"COPY anatomy_src ({cols}) TO STDOUT (FORMAT BINARY)") as copy:
+                for chunk in copy:
+                    binary += chunk
+            raw.commit()
+
+            def best(ddl: list[str], payload: bytes, fmt: str) -> float:
+                cur.execute("DROP TABLE IF EXISTS anatomy")
+                cur.execute("CREATE TABLE anatomy (LIKE clicks INCLUDING DEFAULTS)")
+                for statement in ddl:
+                    cur.execute(statement.format(t="anatomy"))
+                raw.commit()
+                times = []
+                for _ in range(reps):
+                    cur.execute("TRUNCATE anatomy")
+                    raw.commit()
+                    start = time.perf_counter()
+                    with cur.copy(f"COPY anatomy ({cols}) FROM STDIN {fmt}") as copy:
+                        copy.write(payload)
+                    raw.commit()
+                    times.append((time.perf_counter() - start) / len(rows) * 1e6)
+                return min(times)
+
+            print(f"    COPY anatomy, {len(rows)} rows, best of {reps}, us/row (text | binary):")
+            for name, ddl in [("no index (heap only)", []), *[(k, [v]) for k, v in indexes.items()],
+                              ("all of the model's indexes", everything)]:
+                text_us, binary_us = best(ddl, data, ""), best(ddl, bytes(binary), "(FORMAT BINARY)")
+                print(f"      {name:52} {text_us:6.1f} | {binary_us:6.1f}")
+            cur.execute("DROP TABLE IF EXISTS anatomy")
+            raw.commit()
+        finally:
+            raw.close()
+
+
 def flusher(app: Any, stop_event: threading.Event, every: float = 5.0) -> threading.Thread:
     """The worker's flush-clicks job, every few seconds, as in production."""
     from partnernet.links import buffer
@@ -516,6 +577,8 @@ def main() -> int:
                         or "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--rows", type=int, default=50_000, help="rows for the flush comparison")
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/redirect wrk rounds")
+    parser.add_argument("--copy-anatomy", action="store_true",
+                        help="also: COPY cost per row of each clicks index alone (scratch tables)")
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
@@ -626,6 +689,11 @@ def main() -> int:
         print(f"    raw COPY {results['copy_rps']:,.0f} rows/s; flush {results['flush_rps']:,.0f} rows/s; "
               f"per-row INSERT loop {results['row_insert_rps']:,.0f} rows/s "
               f"(one commit per row: {results['row_insert_commit_rps']:,.0f} rows/s)")
+        print(f"    per row: raw COPY {1e6 / results['copy_rps']:.1f} us, "
+              f"flush {1e6 / results['flush_rps']:.1f} us, "
+              f"INSERT loop {1e6 / results['row_insert_rps']:.1f} us")
+        if args.copy_anatomy:
+            copy_anatomy(app, rows)
 
         print(f"== 4. Redis stopped mid-run ({3 * args.duration // 2}s, 4 clients)")
         with gunicorn("wsgi:app", env, ["127.0.0.1"]) as port:

@@ -220,11 +220,10 @@ class Pipe:
     """Commands written now, replies read later, in order, on this thread's held connection.
 
     The flush writes the read of its next batch before it starts the COPY of the current
-    one, and reads that reply on a helper thread while the COPY runs (psycopg releases the
-    GIL while PostgreSQL works): Redis's work, the transfer and the parsing of 10,000
-    entries happen beside the COPY instead of after it. One thread at a time uses it. Any
-    error drops the connection (replies still in flight would answer the wrong commands);
-    the flush is safe to run again.
+    one, and the trim of a batch before the COPY of the next: Redis does its part while
+    PostgreSQL does the COPY instead of the two waiting on each other. Any error drops the
+    connection (replies still in flight would answer the wrong commands); the flush is safe
+    to run again.
     """
 
     def __init__(self, app: Flask) -> None:
