@@ -59,6 +59,10 @@ def best(fn: Any, repeat: int = 3) -> float:
     return min(times)
 
 
+def _ms(times: list[float]) -> str:
+    return ", ".join(f"{t * 1000:.0f}" for t in times)
+
+
 def paired(fast: Any, slow: Any, rounds: int = 5, per_round: int = 7) -> tuple[float, float]:
     """Best wall times of ``fast`` and ``slow`` sampled in the same time span: ``rounds``
     rounds of one ``slow`` call and ``per_round`` ``fast`` calls. On a machine shared
@@ -325,10 +329,10 @@ def run(url: str, args: argparse.Namespace) -> None:
         with clock.frozen(T0 - timedelta(seconds=30)):
             run_rollup(settle_seconds=0)
         incremental(T0)  # warm-up (the first run after a bulk load), not measured
-        inc_small = statistics.median([incremental(T0 + timedelta(minutes=3 * (i + 1)))
-                                       for i in range(5)])
+        small = [incremental(T0 + timedelta(minutes=3 * (i + 1))) for i in range(5)]
+        inc_small = statistics.median(small)
         print(f"incremental rollup of 10,000 clicks at {min(half, args.base):,} history: "
-              f"{inc_small * 1000:.0f} ms", flush=True)
+              f"{inc_small * 1000:.0f} ms (median of {_ms(small)})", flush=True)
 
         if args.base > half:
             t = time.perf_counter()
@@ -424,10 +428,10 @@ def run(url: str, args: argparse.Namespace) -> None:
               f"{t_roll_large * 1000:.1f} ms vs {t_roll * 1000:.1f} ms, "
               f"ratio = {t_roll_large / t_roll:.2f}x (target < 1.5x)", flush=True)
         incremental(T0 + timedelta(minutes=20))  # warm-up, as at 1M
-        inc_large = statistics.median(
-            [incremental(T0 + timedelta(minutes=30 + 10 * i)) for i in range(5)])
+        large = [incremental(T0 + timedelta(minutes=30 + 10 * i)) for i in range(5)]
+        inc_large = statistics.median(large)
         print(f"incremental rollup of 10,000 clicks at {args.large:,} history: "
-              f"{inc_large * 1000:.0f} ms vs {inc_small * 1000:.0f} ms at "
+              f"{inc_large * 1000:.0f} ms (median of {_ms(large)}) vs {inc_small * 1000:.0f} ms at "
               f"{min(half, args.base):,}, "
               f"ratio = {inc_large / inc_small:.2f}x (target < 1.5x)", flush=True)
         db.session.remove()
