@@ -116,6 +116,10 @@ class PartnerDayConversionRollup(db.Model):
     rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+_BYTEWISE_10 = String(10).with_variant(String(10, collation="C"), "postgresql")
+_BYTEWISE_3 = String(3).with_variant(String(3, collation="C"), "postgresql")
+
+
 class PartnerDayReportRow(db.Model):
     """The rows of the report grouped by partner and day, one merchant's, kept by the
     rollup job beside the partner-day rollups they are computed from.
@@ -124,16 +128,18 @@ class PartnerDayReportRow(db.Model):
     (``currency`` ``""`` for a partner-day without money, shown as ``null``), metrics
     included, computed by the same fold and ``metrics`` code as every other report; the
     job recomputes the rows of each merchant-day it touches. The partner × day report
-    (the dashboard's, the benchmark's) is then one primary-key range scan: no aggregation,
-    no sort and no per-row Python at answer time. ``day`` is kept as the report prints it
-    (``YYYY-MM-DD``, which sorts and compares like the date)."""
+    (the dashboard's, the benchmark's) is then a range read of this one table: no
+    aggregation, no join and no per-row Python at answer time. ``day`` is kept as the
+    report prints it (``YYYY-MM-DD``, which sorts and compares like the date); the text
+    keys compare bytewise (``COLLATE "C"`` on PostgreSQL), as Python orders the fold's
+    keys."""
 
     __tablename__ = "report_partner_day_rows"
 
     merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    day: Mapped[str] = mapped_column(_BYTEWISE_10, primary_key=True)
     partner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True, default="")
+    currency: Mapped[str] = mapped_column(_BYTEWISE_3, primary_key=True, default="")
     clicks: Mapped[int] = mapped_column(BigInteger)
     unique_clicks: Mapped[int] = mapped_column(BigInteger)
     bot_clicks: Mapped[int] = mapped_column(BigInteger)
