@@ -77,8 +77,9 @@ class Click(db.Model):
     # Every click pays the upkeep of every index (the flush's COPY is bound by it), so each has
     # a reader. The two random tokens (visitor id, IP hash) are only ever looked up by equality:
     # on PostgreSQL they get hash indexes (a 4-byte hash code per row, not the 24- or 64-byte
-    # token plus two more columns in a btree: a fifth of the upkeep); the lookups filter the
-    # rest (offer, link, window) from the few rows of one visitor or one IP.
+    # token plus two more columns in a btree; measured 0.3-1.6 us a row each in the COPY
+    # against 3.7-5.9 for those btrees); the lookups filter the rest (offer, link, window)
+    # from the few rows of one visitor or one IP.
     __table_args__ = (
         Index("ix_clicks_merchant_created", "merchant_id", "created_at"),
         # Attribution, the visitor's journey (insights), ``clicks_for_visitor``.
