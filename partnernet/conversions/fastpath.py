@@ -52,7 +52,7 @@ from flask import Flask
 from psycopg.types.json import Json
 
 from partnernet import clock, tokens
-from partnernet.commissions import calc, fraud
+from partnernet.commissions import calc
 from partnernet.commissions import services as commissions
 from partnernet.conversions import outgoing, services, terms_cache
 from partnernet.conversions.attribution import within_window
@@ -126,16 +126,7 @@ def _build_sql() -> dict[str, str]:
 
     cm_cols = [c.name for c in comm.c]
     read = (
-        "WITH " + insert_log + "c AS ("  # noqa: S608 - names from the models, values bound
-        "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "
-        "paid_ads_param FROM clicks WHERE %(cdb)s AND id = %(cid)s "
-        # only the days a click can still attribute from (partitions pruned): an older or
-        # newer click is not found here, and the view answers it (click_expired)
-        "AND created_at >= %(click_since)s AND created_at <= %(click_until)s "
-        "UNION ALL SELECT %(cid)s, %(b_created_at)s::timestamptz, %(b_merchant_id)s::bigint, "
-        "%(b_offer_id)s::bigint, %(b_partner_id)s::bigint, %(b_ip_hash)s::varchar, "
-        "%(b_ip_truncated)s::varchar, %(b_is_bot)s::boolean, %(b_paid_ads_param)s::varchar "
-        "WHERE NOT %(cdb)s LIMIT 1) "
+        "WITH " + insert_log + "c AS ({click}) "  # noqa: S608 - names from the models, values bound
         "SELECT logged.id, ex.id, ex.currency, ex.amount_minor, "
         + ", ".join(f"cm.{n}" for n in cm_cols) + ", "  # noqa: S608 - names from the models, values bound
         "c.id, c.created_at, c.merchant_id, c.offer_id, c.partner_id, c.ip_hash, c.ip_truncated, "
@@ -171,7 +162,20 @@ def _build_sql() -> dict[str, str]:
     merchant = ("SELECT fraud_settings, ip_blocklist, default_hold_days, "
                 "(SELECT max(attribution_window_days) FROM offers WHERE merchant_id = %(m)s) "
                 "FROM merchants WHERE id = %(m)s")
-    return {"write": write, "read": read, "outcome": outcome,
+    click_from_table = (
+        "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "
+        "paid_ads_param FROM clicks WHERE id = %(cid)s "
+        # only the days a click can still attribute from (partitions pruned): an older or
+        # newer click is not found here, and the view answers it (click_expired)
+        "AND created_at >= %(click_since)s AND created_at <= %(click_until)s LIMIT 1")
+    click_from_buffer = (
+        "SELECT %(cid)s::varchar AS id, %(b_created_at)s::timestamptz AS created_at, "
+        "%(b_merchant_id)s::bigint AS merchant_id, %(b_offer_id)s::bigint AS offer_id, "
+        "%(b_partner_id)s::bigint AS partner_id, %(b_ip_hash)s::varchar AS ip_hash, "
+        "%(b_ip_truncated)s::varchar AS ip_truncated, %(b_is_bot)s::boolean AS is_bot, "
+        "%(b_paid_ads_param)s::varchar AS paid_ads_param")
+    return {"write": write, "read": read.replace("{click}", click_from_table),
+            "read_buffered": read.replace("{click}", click_from_buffer), "outcome": outcome,
             "merchant": merchant, "cm_cols": ",".join(cm_cols)}
 
 
@@ -424,7 +428,7 @@ class PostbackFastPath:
             terms = terms_cache.MerchantTerms(version, time.monotonic(), row[0], row[1], row[2],
                                               int(row[3] or 0))
             cache.put(merchant_id, terms)
-        rules = fraud.rule_settings(terms.fraud_settings)
+        rules = terms.rules
 
         # -- PostgreSQL: the raw log (committed first, asynchronously) and the read ---------------
         log_row = {"merchant_id": merchant_id, "received_at": now, "method": "GET",
@@ -433,7 +437,7 @@ class PostbackFastPath:
                    "order_id": (params.get("order_id") or "")[:255] or None,
                    "auth_method": auth_method}
         read_params = {
-            "cdb": buffered is None, "cid": click_id, "m": merchant_id, "e": event, "o": order_id,
+            "cid": click_id, "m": merchant_id, "e": event, "o": order_id,
             "at": now, "month_start": calc.month_start(now),
             "click_since": now - timedelta(days=terms.max_window_days),
             "click_until": now + ATTRIBUTION_SKEW,
@@ -443,11 +447,14 @@ class PostbackFastPath:
             "outlier_on": amount_text is not None and bool(rules["amount_outlier"].get("enabled", True)),
             "cap_on": bool(rules["cap_exceeded"].get("enabled", True)),
         }
-        for name in ("created_at", "merchant_id", "offer_id", "partner_id", "ip_hash",
-                     "ip_truncated", "is_bot", "paid_ads_param"):
-            read_params[f"b_{name}"] = buffered.get(name) if buffered is not None else None
+        if buffered is not None:
+            for name in ("created_at", "merchant_id", "offer_id", "partner_id", "ip_hash",
+                         "ip_truncated", "is_bot", "paid_ads_param"):
+                read_params[f"b_{name}"] = buffered.get(name)
+            del read_params["click_since"], read_params["click_until"]
         read_params.update({f"l_{k}": v for k, v in log_row.items()})
-        row = conn.execute(sql()["read"], read_params).fetchone()
+        row = conn.execute(sql()["read" if buffered is None else "read_buffered"],
+                           read_params).fetchone()
         postback_id = int(row[0])
         environ[POSTBACK_ID_KEY] = postback_id  # from here on, the view completes this row
         row = row[1:]

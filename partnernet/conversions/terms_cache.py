@@ -57,6 +57,13 @@ class MerchantTerms:
     #: The longest attribution window of the merchant's offers (clicks older cannot attribute).
     max_window_days: int
     offers: dict[int, OfferTerms | None] = field(default_factory=dict)
+    #: ``fraud.rule_settings(fraud_settings)``, worked out once.
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from partnernet.commissions import fraud
+
+        self.rules = fraud.rule_settings(self.fraud_settings)
 
 
 class TermsCache:
