@@ -58,7 +58,7 @@ from partnernet.conversions import outgoing, services, terms_cache
 from partnernet.conversions.attribution import within_window
 from partnernet.conversions.auth import PostbackRequest, authenticate, source_allowed
 from partnernet.conversions.exceptions import OrderConflict
-from partnernet.errors import PartnernetError
+from partnernet.errors import PartnernetError, error_body
 from partnernet.money import MoneyError
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 #: environ keys the fast path hands to the view (a client cannot set keys with dots).
 POSTBACK_ID_KEY = "partnernet.postback_id"
 LIMITED_KEY = "partnernet.postback_limited"
+WRITTEN_KEY = "partnernet.postback_written"
 ENDPOINT = "conversions.postback"
 #: A click may be this far in the future and still attribute (attribution.within_window).
 ATTRIBUTION_SKEW = timedelta(minutes=5)
@@ -270,6 +271,16 @@ class PostbackFastPath:
         except Handover:
             return self.wsgi_app(environ, start_response)
         except Exception:  # noqa: BLE001 - the view answers (and logs) anything unexpected
+            if environ.get(WRITTEN_KEY):
+                # The conversion is committed: the view would now call it a duplicate.
+                log.exception("postback fast path failed after recording the conversion")
+                body = (self.app.json.dumps(error_body(
+                    "internal_error", "Something went wrong after the conversion was recorded; "
+                    "sending the postback again answers it as a duplicate."),
+                    separators=(",", ":")) + "\n").encode()
+                start_response("500 INTERNAL SERVER ERROR",
+                               [*_JSON_HEADERS, ("Content-Length", str(len(body)))])
+                return [body]
             log.exception("postback fast path handed over after an unexpected error")
             if self._pg is not None:
                 self._pg.discard()
@@ -340,9 +351,11 @@ class PostbackFastPath:
         raw_query = environ.get("QUERY_STRING", "")
         if not raw_query.isascii():
             raise Handover
-        query: dict[str, str] = {}
+        # request.args.to_dict() (the first value of each name), then the view's _flat
+        first: dict[str, str] = {}
         for key, value in parse_qsl(raw_query, keep_blank_values=True, errors="werkzeug.url_quote"):
-            query.setdefault(key[:64], value)
+            first.setdefault(key, value)
+        query = {key[:64]: value for key, value in first.items()}
         if "coupon" in query or (query.get("status") or "").strip().lower() == "refunded":
             raise Handover
         source_ip = environ.get("REMOTE_ADDR")
@@ -533,6 +546,7 @@ class PostbackFastPath:
             # Another request inserted this order between the read and the write: the view
             # answers duplicate (or order_conflict) on the logged row.
             raise Handover
+        environ[WRITTEN_KEY] = True
         conversion_id, commission_id = int(written[0]), int(written[1])
         commission = SimpleNamespace(id=commission_id, conversion_id=conversion_id, **commission_values)
         body = self._body({"conversion_id": conversion_id, "status": "accepted", "duplicate": False,

@@ -234,3 +234,26 @@ def test_a_lost_config_version_is_never_mistaken_for_an_old_one(fast, shop):
     r = client.get("/postback", query_string=sale(shop, "V-2", click=1))
     assert r.get_json()["commission"]["amount"] == "14.97"
     assert redis.get(key) not in (None, before)
+
+
+def test_a_failure_after_the_conversion_is_recorded_is_a_500_and_the_retry_a_duplicate(
+        fast, shop, monkeypatch):
+    """Handing over then would make the view call the request's own conversion a duplicate."""
+    from partnernet.commissions import services as commissions
+
+    real_view = commissions.commission_view
+    calls = []
+
+    def failing_once(commission):
+        calls.append(commission)
+        if len(calls) == 1:
+            raise RuntimeError("rendering failed")
+        return real_view(commission)
+
+    monkeypatch.setattr(commissions, "commission_view", failing_once)
+    client = fast.test_client()
+    r = client.get("/postback", query_string=sale(shop, "W-1"))
+    assert r.status_code == 500 and r.get_json()["error"]["code"] == "internal_error"
+    retry = client.get("/postback", query_string=sale(shop, "W-1"))
+    assert retry.status_code == 200 and retry.get_json()["status"] == "duplicate"
+    assert outcomes() == ["accepted", "duplicate"]
