@@ -31,7 +31,8 @@ class Commission(db.Model):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
-    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    #: No index of its own: ``uq_commissions_cpc_day`` leads with it.
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
     #: NULL for commissions not tied to one conversion (daily CPC accrual).
     conversion_id: Mapped[int | None] = mapped_column(ForeignKey("conversions.id"), unique=True)
     #: conversion | cpc

@@ -51,7 +51,8 @@ class Conversion(db.Model):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
-    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    #: No index of its own: ``ix_conversions_offer_event_id`` leads with it.
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
     click_id: Mapped[str | None] = mapped_column(String(32), index=True)
     coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id"))
