@@ -49,18 +49,25 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def mark_manual_paid(merchant_id: int, payout_id: int, reference: str,
-                     user_id: int | None = None) -> Payout:
-    """Record that a manual payout was paid outside partnernet, with its reference. Commits.
-
-    Its −amount ``payout`` ledger entry was written at the claim, as for Stripe.
-    """
+def _queued_manual(merchant_id: int, payout_id: int) -> Payout:
+    """The merchant's queued manual payout, locked: PayoutNotFound for another merchant's,
+    NotManualPayout (409) for one that is not queued on the manual rail."""
     payout = db.session.scalar(select(Payout).where(
         Payout.id == payout_id, Payout.merchant_id == merchant_id).with_for_update())
     if payout is None:
         raise exc.PayoutNotFound()
     if payout.rail != "manual" or payout.status != "queued":
         raise exc.NotManualPayout()
+    return payout
+
+
+def mark_manual_paid(merchant_id: int, payout_id: int, reference: str,
+                     user_id: int | None = None) -> Payout:
+    """Record that a manual payout was paid outside partnernet, with its reference. Commits.
+
+    Its −amount ``payout`` ledger entry was written at the claim, as for Stripe.
+    """
+    payout = _queued_manual(merchant_id, payout_id)
     payout.status = "paid"
     payout.manual_reference = reference.strip()[:255]
     payout.paid_at = clock.now()
@@ -72,12 +79,7 @@ def mark_manual_paid(merchant_id: int, payout_id: int, reference: str,
 
 def fail_manual(merchant_id: int, payout_id: int, reason: str) -> Payout:
     """A manual payout that could not be paid: its amount returns to the balance. Commits."""
-    payout = db.session.scalar(select(Payout).where(
-        Payout.id == payout_id, Payout.merchant_id == merchant_id).with_for_update())
-    if payout is None:
-        raise exc.PayoutNotFound()
-    if payout.rail != "manual" or payout.status != "queued":
-        raise exc.NotManualPayout()
+    payout = _queued_manual(merchant_id, payout_id)
     _fail(payout, "manual_failed", reason[:500])
     db.session.commit()
     return payout
