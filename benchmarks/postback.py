@@ -190,8 +190,11 @@ def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000) -> di
             code = code or link.code
             batch = [tokens.new_click_id() for _ in range(clicks // partners)]
             ids.extend(batch)
+            # Every click the redirect records carries the keyed hash of its IP, so the
+            # duplicate-IP fraud rule runs on every postback, as it does in production.
             db.session.add_all(Click(id=cid, link_id=link.id, merchant_id=shop.merchant.id,
                                      offer_id=offer.id, partner_id=partner.id,
+                                     ip_hash=tokens.new_click_id() * 2,
                                      created_at=now - timedelta(minutes=30 + i))
                                for i, cid in enumerate(batch))
             partner_ids.append(partner.id)

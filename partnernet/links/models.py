@@ -8,17 +8,12 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
-from partnernet.dbtypes import BigIntPK, UTCDateTime
+from partnernet.dbtypes import BigIntPK, UTCDateTime, ascii_key
 from partnernet.extensions import db
 
 SUB_LENGTH = 255
 
 
-def ascii_key(length: int) -> String:
-    """A column of ASCII tokens (ids, hashes) compared only for equality: byte order ("C")
-    on PostgreSQL, which makes its indexes much cheaper to maintain than a linguistic
-    collation (the click flush's COPY is bound by index upkeep); plain elsewhere."""
-    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
 
 
 class Link(db.Model):
