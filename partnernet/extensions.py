@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -54,3 +57,17 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 api = PartnernetApi()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+_T = TypeVar("_T")
+
+
+def app_state(app: Any, namespace: str, name: str, factory: Callable[[], _T]) -> _T:
+    """The app's one instance of a per-process object (a cache, a connection's state), kept in
+    ``app.extensions[namespace][name]`` and made by ``factory`` on first use; two threads that
+    race to make it end up sharing the first one stored."""
+    ext = app.extensions.setdefault(namespace, {})
+    found = ext.get(name)
+    if found is None:
+        found = ext.setdefault(name, factory())
+    return found  # type: ignore[no-any-return]

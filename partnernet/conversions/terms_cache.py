@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from partnernet.accounts.models import Merchant
 from partnernet.commissions.services import OfferTerms
+from partnernet.extensions import app_state
 from partnernet.offers.models import CommissionPlan, Offer, PlanTier
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,7 @@ class TermsCache:
 
 
 def cache(app: Flask) -> TermsCache:
-    ext = app.extensions.setdefault("partnernet_postbacks", {})
-    found = ext.get("terms")
-    if found is None:
-        found = ext["terms"] = TermsCache()
-    return found
+    return app_state(app, "partnernet_postbacks", "terms", TermsCache)
 
 
 def version_key(app: Flask, merchant_id: int) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from partnernet.extensions import db
+from partnernet.extensions import app_state, db
 from partnernet.links.models import Click
 from partnernet.links.streams import FLUSH_BATCH, FLUSH_MAX_BATCHES, StreamBuffer
 
@@ -70,11 +70,7 @@ class _State:
 
 
 def _state(app: Flask) -> _State:
-    ext = app.extensions.setdefault("partnernet_links", {})
-    state = ext.get("buffer")
-    if state is None:
-        state = ext["buffer"] = _State()
-    return state
+    return app_state(app, "partnernet_links", "buffer", _State)
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:

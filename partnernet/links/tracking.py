@@ -27,7 +27,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from partnernet import clock, tokens
-from partnernet.extensions import db
+from partnernet.extensions import app_state, db
 from partnernet.links import buffer, invalidation  # noqa: F401 - registers the cache events
 from partnernet.links.models import Link
 from partnernet.offers.models import Offer
@@ -170,11 +170,7 @@ class _LocalCache:
 
 
 def _local(app: Flask) -> _LocalCache:
-    ext = app.extensions.setdefault("partnernet_links", {})
-    cache = ext.get("links")
-    if cache is None:
-        cache = ext["links"] = _LocalCache()
-    return cache
+    return app_state(app, "partnernet_links", "links", _LocalCache)
 
 
 def _link_key(code: str) -> str:
