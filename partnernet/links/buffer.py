@@ -278,13 +278,18 @@ def run_script(app: Flask, script: Script, keys: list[bytes], args: list[bytes])
         raise
 
 
-def buffer_click(row: dict[str, Any], fingerprint: str | None) -> bool | None:
+def buffer_click(row: dict[str, Any], fingerprint: str | None, app: Flask | None = None,
+                 index_visitor: bool = True) -> bool | None:
     """Append a click to the Redis buffer; its ``is_unique``, or None if Redis is not usable.
 
     ``fingerprint`` (IP hash + user agent digest) names the one-hour uniqueness key;
-    None (bots) means the click is not unique.
+    None (bots) means the click is not unique. ``app`` given: no app context needed.
+    ``index_visitor``: also file the click under its visitor (first-click offers read that).
+    A switch to first click reaches every process within ``tracking.LOCAL_TTL`` seconds: a
+    click buffered before then and still unflushed when its visitor converts is not seen as
+    the first (the flush runs every few seconds, so the window is seconds wide, once).
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     client = click_redis(app)
     if client is None:
         return None
@@ -300,7 +305,7 @@ def buffer_click(row: dict[str, Any], fingerprint: str | None) -> bool | None:
     args = [
         encode(row).encode(), click_id.encode(), b"%d" % int(row["created_at"].timestamp()),
         b"%d" % UNIQUE_WINDOW, b"%d" % CLICK_KEY_TTL, b"1" if fingerprint else b"0",
-        b"1" if visitor else b"0",
+        b"1" if visitor and index_visitor else b"0",
     ]
     try:
         result = run_script(app, RECORD_CLICK, keys, args)

@@ -22,7 +22,7 @@ from partnernet.offers.models import Offer
 
 _PENDING = "partnernet_forget_links"
 #: Offer columns a LinkTarget is built from.
-OFFER_FIELDS = ("landing_url", "click_id_param", "status")
+OFFER_FIELDS = ("landing_url", "click_id_param", "status", "attribution_model")
 MERCHANT_FIELDS = ("cookieless",)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 import crawleruseragents
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import select
 
 from partnernet import clock, tokens
@@ -69,6 +69,10 @@ class LinkTarget:
     creative_ids: frozenset[int] = frozenset()
     #: The merchant's cookieless mode: no visitor cookie set or read.
     cookieless: bool = False
+    #: The offer attributes to the visitor's first click: buffered clicks are indexed by visitor
+    #: (``clicks_for_visitor`` must see them before the flush). Last-click offers never read
+    #: that index, so their clicks skip it (a third of the redirect's Redis work).
+    first_click: bool = False
 
     def location(self, click_id: str) -> str:
         """The landing URL carrying this click id."""
@@ -90,14 +94,15 @@ class LinkTarget:
     def dumps(self) -> str:
         return json.dumps([self.link_id, self.merchant_id, self.offer_id, self.partner_id,
                            list(self.subs), self.head, self.tail, [list(v) for v in self.variants],
-                           sorted(self.creative_ids), self.cookieless])
+                           sorted(self.creative_ids), self.cookieless, self.first_click])
 
     @classmethod
     def loads(cls, raw: bytes | str) -> LinkTarget:
         (link_id, merchant_id, offer_id, partner_id, subs, head, tail, variants, creative_ids,
-         cookieless) = json.loads(raw)
+         cookieless, first_click) = json.loads(raw)
         return cls(link_id, merchant_id, offer_id, partner_id, tuple(subs), head, tail,
-                   tuple(tuple(v) for v in variants), frozenset(creative_ids), bool(cookieless))
+                   tuple(tuple(v) for v in variants), frozenset(creative_ids), bool(cookieless),
+                   bool(first_click))
 
 
 def landing_parts(landing_url: str, click_id_param: str, utm: dict[str, str]) -> tuple[str, str]:
@@ -135,7 +140,8 @@ def target_for(link: Link, offer: Offer, variants: list[tuple[int, int, str]] | 
             built.append((variant_id, weight, url, v_head, v_tail))
     return LinkTarget(link.id, link.merchant_id, link.offer_id, link.partner_id,
                       (link.sub1, link.sub2, link.sub3, link.sub4, link.sub5), head, tail,
-                      tuple(built), creative_ids, cookieless)
+                      tuple(built), creative_ids, cookieless,
+                      offer.attribution_model == "first_click")
 
 
 class _LocalCache:
@@ -174,8 +180,9 @@ def _local(app: Flask) -> _LocalCache:
 
 
 def _link_key(code: str) -> str:
-    # v2: the entry carries variants, creatives and the cookie mode (older entries are not read).
-    return f"{current_app.config['REDIS_KEY_PREFIX']}link2:{code}"
+    # v3: the entry carries variants, creatives, the cookie mode and the attribution model
+    # (older entries are not read).
+    return f"{current_app.config['REDIS_KEY_PREFIX']}link3:{code}"
 
 
 def _load_target(code: str) -> LinkTarget | None:
@@ -200,6 +207,11 @@ def _load_target(code: str) -> LinkTarget | None:
         Creative.status != "archived"))
     return target_for(link, offer, [tuple(v) for v in variants] if len(variants) >= 2 else None,
                       frozenset(creatives), bool(cookieless))
+
+
+def cached_link(app: Flask, code: str) -> tuple[bool, LinkTarget | None]:
+    """(found, target) from this process's LRU only: no Redis, no database, no app context."""
+    return _local(app).get(code)
 
 
 def lookup_link(code: str) -> LinkTarget | None:
@@ -352,11 +364,16 @@ def ip_hash(ip: str | None, secret_key: str) -> str | None:
 
 # -- recording ----------------------------------------------------------------------------
 
-def record_click(target: LinkTarget, visit: Visit) -> tuple[str, str]:
-    """Record one click (Redis buffer, else the database) and return ``(click_id, location)``."""
+def record_click(target: LinkTarget, visit: Visit, app: Flask | None = None) -> tuple[str, str]:
+    """Record one click (Redis buffer, else the database) and return ``(click_id, location)``.
+
+    ``app`` given: no app context is needed unless the click has to go to the database (the
+    redirect's fast path calls it so; pushing a context cost 8.5 us a redirect).
+    """
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     click_id = tokens.new_click_id()
     is_bot = visit.is_head or not visit.user_agent or is_crawler(visit.user_agent)
-    hashed = ip_hash(visit.ip, current_app.config["SECRET_KEY"])
+    hashed = ip_hash(visit.ip, app.config["SECRET_KEY"])
     subs = tuple(given or default for given, default in zip(visit.subs, target.subs, strict=True))
     device = hashlib.sha256(f"{hashed}\x00{visit.user_agent}".encode()).hexdigest()[:24]
     # Sticky per visitor: the cookie's id; without one (cookieless merchants) the device.
@@ -373,6 +390,10 @@ def record_click(target: LinkTarget, visit: Visit) -> tuple[str, str]:
         "variant_id": variant_id, "creative_id": creative_id,
     }
     fingerprint = None if is_bot else device
-    if buffer.buffer_click(row, fingerprint) is None:
-        buffer.write_click_to_database(row, check_unique=not is_bot)
+    if buffer.buffer_click(row, fingerprint, app, index_visitor=target.first_click) is None:
+        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+            buffer.write_click_to_database(row, check_unique=not is_bot)
+        else:
+            with app.app_context():
+                buffer.write_click_to_database(row, check_unique=not is_bot)
     return click_id, location

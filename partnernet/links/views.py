@@ -22,7 +22,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from partnernet.errors import render_error
-from partnernet.links import tracking
+from partnernet.links import buffer, tracking
 from partnernet.links.models import SUB_LENGTH
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,14 @@ def country_from_environ(environ: dict[str, Any], key: str | None) -> str | None
     return None
 
 
-def visit_from_environ(environ: dict[str, Any], cookieless: bool = False) -> tracking.Visit:
+def visit_from_environ(environ: dict[str, Any], cookieless: bool = False,
+                       app: Flask | None = None) -> tracking.Visit:
     """The visit a request describes, cleaned (a malformed visitor cookie gets a new id).
 
     Read from the WSGI environ directly: the same code serves the fast path and the view.
     ``cookieless`` (the merchant's mode): the visitor cookie is neither read nor issued.
     """
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     args = query_args(environ)
     visitor_id = None
     if not cookieless:
@@ -106,7 +108,7 @@ def visit_from_environ(environ: dict[str, Any], cookieless: bool = False) -> tra
         is_head=environ.get("REQUEST_METHOD") == "HEAD",
         paid_ads_param=tracking.paid_ads_param(args),
         creative_id=int(creative) if _CREATIVE_RE.fullmatch(creative) else None,
-        country=country_from_environ(environ, country_header(current_app._get_current_object())),  # type: ignore[attr-defined]
+        country=country_from_environ(environ, country_header(app)),
     )
 
 
@@ -120,8 +122,9 @@ def redirect_headers(location: str, visitor_id: str | None, secure: bool) -> lis
     return [("Location", location), ("Set-Cookie", cookie), *STATIC_HEADERS]
 
 
-def _secure(environ: dict[str, Any]) -> bool:
-    return environ.get("wsgi.url_scheme") == "https" or bool(current_app.config.get("SESSION_COOKIE_SECURE"))
+def _secure(environ: dict[str, Any], app: Flask | None = None) -> bool:
+    return environ.get("wsgi.url_scheme") == "https" or bool(
+        (app or current_app).config.get("SESSION_COOKIE_SECURE"))
 
 
 @bp.route("/r/<code>", methods=["GET", "HEAD"])
@@ -158,6 +161,20 @@ class RedirectFastPath:
         code = path[3:]
         if not tracking.CODE_RE.fullmatch(code):
             return self.wsgi_app(environ, start_response)
+        app = self.app
+        # The common case — the link in this process's LRU, Redis answering — needs no app
+        # context (no database): the click goes to Redis or, should Redis fail now, to the
+        # database under a context ``record_click`` pushes itself.
+        hit, target = tracking.cached_link(app, code)
+        if hit and target is not None and buffer.click_redis(app) is not None:
+            try:
+                visit = visit_from_environ(environ, target.cookieless, app)
+                _, location = tracking.record_click(target, visit, app)
+            except Exception:
+                log.exception("redirect fast path could not record a click on %s", code)
+                return self.wsgi_app(environ, start_response)
+            start_response("302 FOUND", redirect_headers(location, visit.visitor_id, _secure(environ, app)))
+            return [b""]
         with self.app.app_context():
             try:
                 target = tracking.lookup_link(code)

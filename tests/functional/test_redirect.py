@@ -244,8 +244,9 @@ def test_resolve_click_finds_a_click_right_after_the_redirect(client, link):
     assert services.resolve_click("not-a-click-id-but-thirty-two-ch") is None
 
 
-def test_clicks_for_visitor_oldest_first(client, shop, partner, link):
-    other = make_link(shop, partner)
+def test_clicks_for_visitor_oldest_first(client, shop, partner):
+    link = make_link(shop, partner, attribution_model="first_click")  # the offers that read it
+    other = make_link(shop, partner, attribution_model="first_click")
     start = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
     for minutes, code in ((0, link.code), (10, other.code), (20, link.code), (30, link.code)):
         clock.freeze(start + timedelta(minutes=minutes))
@@ -257,3 +258,23 @@ def test_clicks_for_visitor_oldest_first(client, shop, partner, link):
     assert [c.created_at for c in found] == [start + timedelta(minutes=20), start + timedelta(minutes=30)]
     assert all(c.offer_id == link.offer_id for c in found)
     assert services.clicks_for_visitor("nobody-at-all-here", link.offer_id, start) == []
+
+
+def test_switching_an_offer_to_first_click_indexes_its_next_buffered_clicks(client, shop, partner, link):
+    """Last-click offers never read the visitor's buffered clicks, so the redirect does not file
+    them by visitor; once the offer attributes to the first click, the next click is filed (the
+    change leaves the link cache on commit), and the visitor's clicks are all found."""
+    hit(client, f"/r/{link.code}")
+    visitor = client.get_cookie("pn_vid").value
+    since = clock.now() - timedelta(minutes=1)
+    if buffer.click_redis() is not None:  # not filed: found once flushed
+        assert services.clicks_for_visitor(visitor, link.offer_id, since) == []
+    from partnernet.offers.models import Offer
+
+    db.session.get(Offer, link.offer_id).attribution_model = "first_click"
+    db.session.commit()
+    hit(client, f"/r/{link.code}")
+    found = services.clicks_for_visitor(visitor, link.offer_id, since)
+    assert len(found) == (1 if buffer.click_redis() is not None else 2)  # buffered: the new one
+    assert len(clicks()) == 2
+    assert len(services.clicks_for_visitor(visitor, link.offer_id, since)) == 2
