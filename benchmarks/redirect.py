@@ -1,6 +1,6 @@
 """Benchmark of the click redirect and the click flush, against a baseline in the same run.
 
-Usage: .venv/bin/python benchmarks/redirect.py [--duration 10] [--pg postgresql://...]
+Usage: .venv/bin/python benchmarks/redirect.py [--duration 10] [--pg postgresql://...] [--only-flush]
 
 Needs PostgreSQL (a database of its own is created and dropped), ``redis-server``
 (a private one on a free port, so stopping it mid-run harms no one) and ``wrk``
@@ -570,6 +570,78 @@ def outage_run(app: Any, port: int, code: str, redis: RedisServer, seconds: floa
             "missing": len(missing)}
 
 
+def redirect_sections(app: Any, code: str, env: dict[str, str], naive_env: dict[str, str],
+                      args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Sections 1 and 2: the redirect and the pixel under gunicorn, and their SQL per request."""
+    rounds = args.rounds
+    print(f"== 1. throughput: {rounds} alternating rounds of wrk -t2 -c16 -d{args.duration}s, "
+          "gunicorn -w 2 (sync); flush job not running during these")
+
+    def addresses(server: int) -> list[str]:
+        return [f"127.0.{server}.{i}" for i in range(1, rounds + 3)]
+
+    bare_runs: list[dict[str, float]] = []
+    red_runs: list[dict[str, float]] = []
+    bare_px_runs: list[dict[str, float]] = []
+    px_runs: list[dict[str, float]] = []
+    bare_hosts, red_hosts = addresses(11), addresses(12)
+    bare_px_hosts, px_hosts = addresses(14), addresses(15)
+    wait_port_hosts = ["127.0.0.1"]
+    warm = (f"/r/{code}", f"/i/{code}.gif")  # the same for both servers
+    with gunicorn("benchmarks.redirect:bare_app", env,
+                  wait_port_hosts + bare_hosts + bare_px_hosts, warm_paths=warm) as bare_port, \
+            gunicorn("wsgi:app", env, wait_port_hosts + red_hosts + px_hosts,
+                     warm_paths=warm) as red_port:
+        with app.app_context():  # the warm-up's clicks are not the measured runs'
+            from partnernet.links import buffer
+
+            while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+                pass
+        before = click_count(app)
+        for i in range(rounds):
+            bare_runs.append(run_wrk(f"http://{bare_hosts[i + 1]}:{bare_port}/r/{code}", args.duration))
+            red_runs.append(run_wrk(f"http://{red_hosts[i + 1]}:{red_port}/r/{code}", args.duration))
+            bare_px_runs.append(run_wrk(f"http://{bare_px_hosts[i + 1]}:{bare_port}/i/{code}.gif",
+                                        args.duration))
+            px_runs.append(run_wrk(f"http://{px_hosts[i + 1]}:{red_port}/i/{code}.gif", args.duration))
+            print(f"    round {i + 1}: bare {bare_runs[-1]['rps']:7.0f} req/s p99 "
+                  f"{bare_runs[-1]['p99_ms']:6.1f} ms | redirect {red_runs[-1]['rps']:7.0f} req/s "
+                  f"p99 {red_runs[-1]['p99_ms']:6.1f} ms | bare GIF {bare_px_runs[-1]['rps']:7.0f} req/s "
+                  f"p99 {bare_px_runs[-1]['p99_ms']:6.1f} ms | pixel {px_runs[-1]['rps']:7.0f} req/s "
+                  f"p99 {px_runs[-1]['p99_ms']:6.1f} ms")
+        served = sum(r["requests"] for r in red_runs)
+        with app.app_context():
+            from partnernet.links import buffer
+
+            while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+                pass
+        results["redirect_clicks_stored"] = click_count(app) - before
+        results["redirect_requests"] = served
+        # Once more with the flush job running beside it every 5 s (same 2 cores).
+        stop_flusher = threading.Event()
+        flusher(app, stop_flusher)
+        results["with_flusher"] = run_wrk(f"http://{red_hosts[-1]}:{red_port}/r/{code}", args.duration)
+        stop_flusher.set()
+        print(f"    redirect with the flush job running alongside: {results['with_flusher']}")
+    results["bare"] = {k: statistics.median(r[k] for r in bare_runs) for k in ("rps", "p99_ms")}
+    results["redirect"] = {k: statistics.median(r[k] for r in red_runs) for k in ("rps", "p99_ms")}
+    results["bare_gif"] = {k: statistics.median(r[k] for r in bare_px_runs) for k in ("rps", "p99_ms")}
+    results["pixel"] = {k: statistics.median(r[k] for r in px_runs) for k in ("rps", "p99_ms")}
+    results["pixel_non_2xx"] = sum(r["non_3xx"] for r in px_runs)
+    print(f"    median bare Flask 302:     {results['bare']}")
+    print(f"    median /r/<code> (Redis):  {results['redirect']}")
+    print(f"    median bare Flask GIF:     {results['bare_gif']}")
+    print(f"    median /i/<code>.gif:      {results['pixel']}")
+    with gunicorn("wsgi:app", naive_env, ["127.0.0.1", "127.0.13.1"], warm_paths=(f"/r/{code}",)) as port:
+        results["naive"] = run_wrk(f"http://127.0.13.1:{port}/r/{code}", args.duration)
+    print(f"    /r/<code> without Redis (insert per click): {results['naive']}")
+
+    print("== 2. SQL statements per cached redirect (in-process, 200 redirects)")
+    results["sql_per_redirect"] = sql_per_cached_request(app, f"/r/{code}", 302)
+    results["sql_per_pixel"] = sql_per_cached_request(app, f"/i/{code}.gif", 200)
+    print(f"    redirect {results['sql_per_redirect']:.3f}, pixel {results['sql_per_pixel']:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
@@ -579,6 +651,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating bare/redirect wrk rounds")
     parser.add_argument("--copy-anatomy", action="store_true",
                         help="also: COPY cost per row of each clicks index alone (scratch tables)")
+    parser.add_argument("--flush-rounds", type=int, default=1,
+                        help="interleaved rounds of section 3 (raw COPY, flush, INSERT loop); medians")
+    parser.add_argument("--only-flush", action="store_true",
+                        help="section 3 only (the flush and its baselines): skips 1, 2 and 4")
     args = parser.parse_args()
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
@@ -601,73 +677,8 @@ def main() -> int:
                "PYTHONPATH": str(ROOT)}
         naive_env = {k: v for k, v in env.items() if k != "REDIS_URL"}
 
-        rounds = args.rounds
-        print(f"== 1. throughput: {rounds} alternating rounds of wrk -t2 -c16 -d{args.duration}s, "
-              "gunicorn -w 2 (sync); flush job not running during these")
-
-        def addresses(server: int) -> list[str]:
-            return [f"127.0.{server}.{i}" for i in range(1, rounds + 3)]
-
-        bare_runs: list[dict[str, float]] = []
-        red_runs: list[dict[str, float]] = []
-        bare_px_runs: list[dict[str, float]] = []
-        px_runs: list[dict[str, float]] = []
-        bare_hosts, red_hosts = addresses(11), addresses(12)
-        bare_px_hosts, px_hosts = addresses(14), addresses(15)
-        wait_port_hosts = ["127.0.0.1"]
-        warm = (f"/r/{code}", f"/i/{code}.gif")  # the same for both servers
-        with gunicorn("benchmarks.redirect:bare_app", env,
-                      wait_port_hosts + bare_hosts + bare_px_hosts, warm_paths=warm) as bare_port, \
-                gunicorn("wsgi:app", env, wait_port_hosts + red_hosts + px_hosts,
-                         warm_paths=warm) as red_port:
-            with app.app_context():  # the warm-up's clicks are not the measured runs'
-                from partnernet.links import buffer
-
-                while buffer.flush_clicks(max_batches=10_000)["flushed"]:
-                    pass
-            before = click_count(app)
-            for i in range(rounds):
-                bare_runs.append(run_wrk(f"http://{bare_hosts[i + 1]}:{bare_port}/r/{code}", args.duration))
-                red_runs.append(run_wrk(f"http://{red_hosts[i + 1]}:{red_port}/r/{code}", args.duration))
-                bare_px_runs.append(run_wrk(f"http://{bare_px_hosts[i + 1]}:{bare_port}/i/{code}.gif",
-                                            args.duration))
-                px_runs.append(run_wrk(f"http://{px_hosts[i + 1]}:{red_port}/i/{code}.gif", args.duration))
-                print(f"    round {i + 1}: bare {bare_runs[-1]['rps']:7.0f} req/s p99 "
-                      f"{bare_runs[-1]['p99_ms']:6.1f} ms | redirect {red_runs[-1]['rps']:7.0f} req/s "
-                      f"p99 {red_runs[-1]['p99_ms']:6.1f} ms | bare GIF {bare_px_runs[-1]['rps']:7.0f} req/s "
-                      f"p99 {bare_px_runs[-1]['p99_ms']:6.1f} ms | pixel {px_runs[-1]['rps']:7.0f} req/s "
-                      f"p99 {px_runs[-1]['p99_ms']:6.1f} ms")
-            served = sum(r["requests"] for r in red_runs)
-            with app.app_context():
-                from partnernet.links import buffer
-
-                while buffer.flush_clicks(max_batches=10_000)["flushed"]:
-                    pass
-            results["redirect_clicks_stored"] = click_count(app) - before
-            results["redirect_requests"] = served
-            # Once more with the flush job running beside it every 5 s (same 2 cores).
-            stop_flusher = threading.Event()
-            flusher(app, stop_flusher)
-            results["with_flusher"] = run_wrk(f"http://{red_hosts[-1]}:{red_port}/r/{code}", args.duration)
-            stop_flusher.set()
-            print(f"    redirect with the flush job running alongside: {results['with_flusher']}")
-        results["bare"] = {k: statistics.median(r[k] for r in bare_runs) for k in ("rps", "p99_ms")}
-        results["redirect"] = {k: statistics.median(r[k] for r in red_runs) for k in ("rps", "p99_ms")}
-        results["bare_gif"] = {k: statistics.median(r[k] for r in bare_px_runs) for k in ("rps", "p99_ms")}
-        results["pixel"] = {k: statistics.median(r[k] for r in px_runs) for k in ("rps", "p99_ms")}
-        results["pixel_non_2xx"] = sum(r["non_3xx"] for r in px_runs)
-        print(f"    median bare Flask 302:     {results['bare']}")
-        print(f"    median /r/<code> (Redis):  {results['redirect']}")
-        print(f"    median bare Flask GIF:     {results['bare_gif']}")
-        print(f"    median /i/<code>.gif:      {results['pixel']}")
-        with gunicorn("wsgi:app", naive_env, ["127.0.0.1", "127.0.13.1"], warm_paths=(f"/r/{code}",)) as port:
-            results["naive"] = run_wrk(f"http://127.0.13.1:{port}/r/{code}", args.duration)
-        print(f"    /r/<code> without Redis (insert per click): {results['naive']}")
-
-        print("== 2. SQL statements per cached redirect (in-process, 200 redirects)")
-        results["sql_per_redirect"] = sql_per_cached_request(app, f"/r/{code}", 302)
-        results["sql_per_pixel"] = sql_per_cached_request(app, f"/i/{code}.gif", 200)
-        print(f"    redirect {results['sql_per_redirect']:.3f}, pixel {results['sql_per_pixel']:.3f}")
+        if not args.only_flush:
+            redirect_sections(app, code, env, naive_env, args, results)
 
         print(f"== 3. flush: {args.rows} rows into clicks (PostgreSQL, partitioned)")
         with app.app_context():
@@ -676,16 +687,27 @@ def main() -> int:
             while buffer.flush_clicks(max_batches=10_000)["flushed"]:
                 pass
         rows = synthetic_rows(app, args.rows)
-        truncate_clicks(app)
-        results["copy_rps"] = raw_copy(app, rows)
-        truncate_clicks(app)
-        results["flush_rps"] = flush_rate(app, rows)
-        truncate_clicks(app)
         few = rows[: max(2000, args.rows // 10)]
-        results["row_insert_rps"] = per_row_inserts(app, few, commit_each=False)
+        samples: dict[str, list[float]] = {"copy_rps": [], "flush_rps": [], "row_insert_rps": []}
+        for i in range(args.flush_rounds):  # interleaved: each round meets the same machine load
+            truncate_clicks(app)
+            samples["copy_rps"].append(raw_copy(app, rows))
+            truncate_clicks(app)
+            samples["flush_rps"].append(flush_rate(app, rows))
+            truncate_clicks(app)
+            samples["row_insert_rps"].append(per_row_inserts(app, few, commit_each=False))
+            if args.flush_rounds > 1:
+                copy_us, flush_us, loop_us = (1e6 / samples[k][-1] for k in samples)
+                print(f"    round {i + 1}: raw COPY {copy_us:.1f} us, flush {flush_us:.1f} us, INSERT loop "
+                      f"{loop_us:.1f} us a row; flush / COPY {copy_us / flush_us:.2f}, "
+                      f"flush / INSERT loop {loop_us / flush_us:.2f}")
+        for key, values in samples.items():
+            results[key] = statistics.median(values)
         truncate_clicks(app)
         results["row_insert_commit_rps"] = per_row_inserts(app, few[:2000], commit_each=True)
         truncate_clicks(app)
+        if args.flush_rounds > 1:
+            print(f"    medians of {args.flush_rounds} rounds:")
         print(f"    raw COPY {results['copy_rps']:,.0f} rows/s; flush {results['flush_rps']:,.0f} rows/s; "
               f"per-row INSERT loop {results['row_insert_rps']:,.0f} rows/s "
               f"(one commit per row: {results['row_insert_commit_rps']:,.0f} rows/s)")
@@ -695,15 +717,29 @@ def main() -> int:
         if args.copy_anatomy:
             copy_anatomy(app, rows)
 
-        print(f"== 4. Redis stopped mid-run ({3 * args.duration // 2}s, 4 clients)")
-        with gunicorn("wsgi:app", env, ["127.0.0.1"]) as port:
-            results["outage"] = outage_run(app, port, code, redis, 3 * args.duration // 2)
-        print(f"    {results['outage']}")
+        if not args.only_flush:  # section 4
+            print(f"== 4. Redis stopped mid-run ({3 * args.duration // 2}s, 4 clients)")
+            with gunicorn("wsgi:app", env, ["127.0.0.1"]) as port:
+                results["outage"] = outage_run(app, port, code, redis, 3 * args.duration // 2)
+            print(f"    {results['outage']}")
     finally:
         redis.stop()
         drop_database(args.pg, db_url)
         shutil.rmtree(tmp, ignore_errors=True)
 
+    flush_checks = [
+        ("flush / raw COPY", results["flush_rps"] / results["copy_rps"], ">= 0.50",
+         results["flush_rps"] / results["copy_rps"] >= 0.5),
+        ("flush / per-row INSERT loop (1 txn)", results["flush_rps"] / results["row_insert_rps"], ">= 10",
+         results["flush_rps"] / results["row_insert_rps"] >= 10),
+    ]
+    if args.only_flush:
+        print("\n== ratios (flush only)")
+        for name, value, target, ok in flush_checks:
+            print(f"  {name:40} {value:8.2f}  target {target:12} {'ok' if ok else 'MISSED'}")
+        print(f"  (flush / one-commit-per-row loop "
+              f"{results['flush_rps'] / results['row_insert_commit_rps']:.1f} x)")
+        return 0 if all(ok for *_, ok in flush_checks) else 1
     bare, red, naive = results["bare"], results["redirect"], results["naive"]
     outage = results["outage"]
     checks = [
@@ -718,10 +754,7 @@ def main() -> int:
         ("pixel p99 / bare GIF p99", results["pixel"]["p99_ms"] / results["bare_gif"]["p99_ms"], "(info)",
          True),
         ("SQL statements per cached pixel", results["sql_per_pixel"], "== 0", results["sql_per_pixel"] == 0),
-        ("flush / raw COPY", results["flush_rps"] / results["copy_rps"], ">= 0.50",
-         results["flush_rps"] / results["copy_rps"] >= 0.5),
-        ("flush / per-row INSERT loop (1 txn)", results["flush_rps"] / results["row_insert_rps"], ">= 10",
-         results["flush_rps"] / results["row_insert_rps"] >= 10),
+        *flush_checks,
         ("clicks missing after Redis outage", outage["missing"], "== 0",
          outage["missing"] == 0 and outage["other_answers"] == 0),
     ]

@@ -104,14 +104,16 @@ def test_rerun_after_a_flush_died_half_way_inserts_nothing_twice(app, client, ne
     assert services.resolve_click(some).id == some
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_flush_whose_redis_read_breaks_mid_batch_loses_and_doubles_nothing(app, client, needs_redis,
-                                                                              monkeypatch):
+                                                                              monkeypatch, workers):
     """The next batch is read while the current one is COPYed: if that read fails, the
     current batch is committed but still in the stream; the next flush finishes the job."""
     import redis
 
+    app.config["FLUSH_WORKERS"] = workers
     link = make_link()
-    ids = {hit(client, link.code, ip=f"198.51.100.{i}") for i in range(25)}
+    ids = {hit(client, link.code, ip=f"198.51.100.{i}") for i in range(40)}
     real_read = buffer.Pipe.read
     calls = []
 
@@ -125,9 +127,9 @@ def test_a_flush_whose_redis_read_breaks_mid_batch_loses_and_doubles_nothing(app
     monkeypatch.setattr(buffer.Pipe, "read", broken_read)
     with pytest.raises(redis.exceptions.ConnectionError):
         buffer.flush_clicks(batch_size=10)
-    assert stored_count() == 10 and buffer.buffer_length() == 25  # committed, not yet trimmed
-    assert buffer.flush_clicks(batch_size=10) == {"flushed": 25, "refused": 0}
-    assert stored_count() == 25 and buffer.buffer_length() == 0
+    assert stored_count() == 10 and buffer.buffer_length() == 40  # committed, not yet trimmed
+    assert buffer.flush_clicks(batch_size=10) == {"flushed": 40, "refused": 0}
+    assert stored_count() == 40 and buffer.buffer_length() == 0
     assert {c.id for c in db.session.scalars(select(Click))} == ids
 
 
@@ -534,3 +536,78 @@ def test_awkward_text_survives_the_flush(app, client, needs_redis):
     click = db.session.scalars(select(Click)).one()
     assert [click.sub1, click.sub2, click.sub3, click.sub4, click.sub5] == AWKWARD[:5]
     assert click.user_agent == UA + AWKWARD[5] and click.referer == "https://x.example/" + AWKWARD[0]
+
+
+# -- the parallel flush (PostgreSQL: several connections COPY at once) -----------------------
+
+class BatchFails:
+    """``CLICKS.store_entries`` for the flush's workers: the first two batches wait for
+    each other (so they are stored at the same time, on two connections), and the batch that
+    starts with ``failing`` raises as a lost database connection would."""
+
+    def __init__(self, failing):
+        import threading
+
+        self.real = buffer.CLICKS.store_entries
+        self.failing = failing.encode()
+        self.both_in = threading.Barrier(2, timeout=20)
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def __call__(self, entries):
+        with self.lock:
+            self.calls += 1
+            first_two = self.calls <= 2
+        if first_two:
+            self.both_in.wait()  # raises BrokenBarrierError if the batches are not concurrent
+        if entries[0][0].startswith(self.failing):
+            raise RuntimeError("server closed the connection unexpectedly")
+        return self.real(entries)
+
+
+def stored_ids():
+    db.session.rollback()
+    return [c for (c,) in db.session.execute(select(Click.id))]
+
+
+@pytest.mark.parametrize("failing_batch", [0, 1])
+def test_two_workers_one_batch_fails_nothing_lost_nothing_doubled(app, client, needs_redis, needs_postgres,
+                                                                  monkeypatch, failing_batch):
+    """Two batches COPYed at once on two connections, one fails: the other stays committed, the
+    stream keeps every entry from the first uncommitted batch on (a committed batch before it
+    leaves), every click still resolves, and the rerun stores each click exactly once."""
+    app.config["FLUSH_WORKERS"] = 2
+    link = make_link()
+    ids = [hit(client, link.code, ip=f"198.51.100.{i}") for i in range(40)]
+    batches = [ids[:10], ids[10:20], ids[20:30], ids[30:]]
+    failing = BatchFails(batches[failing_batch][0])
+    monkeypatch.setattr(buffer.CLICKS, "store_entries", failing)
+    with pytest.raises(RuntimeError, match="closed the connection"):
+        buffer.flush_clicks(batch_size=10)
+    stored = stored_ids()
+    committed = batches[1 - failing_batch]  # the other of the two concurrent batches
+    assert set(committed) <= set(stored) and not set(batches[failing_batch]) & set(stored)
+    assert len(stored) == len(set(stored)) and set(stored) <= set(ids)  # later ones: maybe, once
+    # Trimmed: only what comes before the failed batch.
+    assert buffer.buffer_length() == 40 - 10 * failing_batch
+    assert all(services.resolve_click(i) is not None for i in ids)
+    monkeypatch.undo()
+    assert buffer.flush_clicks(batch_size=10) == {"flushed": 40 - 10 * failing_batch, "refused": 0}
+    assert sorted(stored_ids()) == sorted(ids) and buffer.buffer_length() == 0
+
+
+def test_two_workers_a_refused_row_is_dead_lettered_once(app, client, needs_redis, needs_postgres):
+    """A refused row in one of several batches stored at once: dead-lettered once, the rest
+    stored, the stream emptied."""
+    app.config["FLUSH_WORKERS"] = 2
+    link = make_link()
+    good = [hit(client, link.code, ip=f"198.51.100.{i}") for i in range(12)]
+    bad = buffer.decode(buffer.encode({
+        "id": "f" * 32, "created_at": clock.now(), "link_id": None, "merchant_id": link.merchant_id,
+        "offer_id": link.offer_id, "partner_id": link.partner_id}), "0")
+    buffer.click_redis().xadd(buffer.stream_key(), {"c": buffer.encode(bad), "u": "0"})
+    good += [hit(client, link.code, ip=f"198.51.101.{i}") for i in range(12)]
+    assert buffer.flush_clicks(batch_size=5) == {"flushed": 24, "refused": 1}
+    assert sorted(stored_ids()) == sorted(good) and buffer.buffer_length() == 0
+    dead = buffer.click_redis().xrange(f"{app.config['REDIS_KEY_PREFIX']}clicks:dead")
+    assert len(dead) == 1 and b"f" * 32 in dead[0][1][b"c"]
