@@ -97,6 +97,8 @@ def load_config(instance_path: Path, overrides: dict[str, Any] | None = None) ->
         "RATELIMIT_HEADERS_ENABLED": True,
         "LOGIN_RATE_LIMIT": env.get("PARTNERNET_LOGIN_RATE_LIMIT", "10 per minute"),
         "POSTBACK_RATE_LIMIT": env.get("PARTNERNET_POSTBACK_RATE_LIMIT", "6000 per minute"),
+        # PostgreSQL connections the click flush COPYs batches on at once (1: one at a time).
+        "FLUSH_WORKERS": max(1, int(env.get("PARTNERNET_FLUSH_WORKERS", "2") or 2)),
         "API_TITLE": "partnernet",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",
