@@ -95,10 +95,12 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
-          threads: int, watch: dict[str, object] | None = None) -> tuple[float, dict[int, int]]:
+          threads: int, watch: dict[str, object] | None = None,
+          cpu_out: dict[str, float] | None = None) -> tuple[float, dict[int, int]]:
     """Run one phase with one client process per path set; answer (req/s, status counts).
 
-    ``watch``: {label: callable returning pids} whose CPU per request is printed too.
+    ``watch``: {label: callable returning pids} whose CPU per request is printed too (and
+    put in ``cpu_out``, in ms, with their sum under "total").
     """
     before = {label: (get, cpu_seconds(get())) for label, get in (watch or {}).items()}  # type: ignore[operator]
     queue: mp.Queue = mp.Queue()
@@ -118,9 +120,11 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
     cpu = ""
     if before and sum(totals.values()):
         n = sum(totals.values())
-        cpu = "   CPU/request: " + ", ".join(
-            f"{label} {(cpu_seconds(get()) - start) / n * 1000:.2f} ms"  # type: ignore[operator]
-            for label, (get, start) in before.items())
+        per = {label: (cpu_seconds(get()) - start) / n * 1000  # type: ignore[operator]
+               for label, (get, start) in before.items()}
+        cpu = "   CPU/request: " + ", ".join(f"{label} {ms:.2f} ms" for label, ms in per.items())
+        if cpu_out is not None:
+            cpu_out.update(per, total=sum(per.values()))
     print(f"  {name:<22} {rate:8.0f} req/s   statuses {dict(sorted(totals.items()))}{cpu}",
           flush=True)
     return rate, totals
@@ -296,13 +300,15 @@ def main() -> None:
               f"clients: {args.clients} processes x {args.threads} keep-alive connections; "
               f"{args.seconds:.0f} s per phase; Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
         phase("warm-up", args.port, [[baseline_path]] * args.clients, 1.5, args.threads)
+        base_cpu: dict[str, float] = {}
+        new_cpu: dict[str, float] = {}
         base_rate, _ = phase(baseline_name, args.port, [[baseline_path]] * args.clients,
-                             args.seconds, args.threads, watch)
+                             args.seconds, args.threads, watch, base_cpu)
         # Enough distinct orders that no client wraps around within the phase.
         per_client = 200_000
         new_sets = [postbacks(c, per_client) for c in range(args.clients)]
         new_rate, new_status = phase("new postbacks", args.port, new_sets, args.seconds, args.threads,
-                                     watch)
+                                     watch, new_cpu)
         # The first half of each client's share surely got recorded: repeat those.
         done = max(1, new_status.get(200, 0) // args.clients // 2)
         dup_sets = [paths[:min(done, 2000)] for paths in new_sets]
@@ -318,6 +324,11 @@ def main() -> None:
         print(f"new postbacks / {baseline_name}: {new_rate / base_rate:5.2f}  (target >= 0.25)")
         print(f"duplicate / new postbacks:       {dup_rate / new_rate:5.2f}  (target >= 1.00)")
         print(f"new postbacks / bare Flask route: {new_rate / flask_rate:5.2f}  (context)")
+        if base_cpu.get("total") and new_cpu.get("total"):
+            # CPU per request does not depend on what other processes took during each phase.
+            print(f"{baseline_name} CPU / new postback CPU (gunicorn + postgres): "
+                  f"{base_cpu['total']:.2f} / {new_cpu['total']:.2f} ms = "
+                  f"{base_cpu['total'] / new_cpu['total']:5.2f}  (the same ratio in CPU)")
         bad = {s: n for s, n in {**new_status, **dup_status}.items() if s != 200}
         if bad:
             print(f"non-200 answers during postback phases: {bad}")

@@ -37,18 +37,19 @@ checked against the merchant's config version read in step 2).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
-from datetime import time as dtime
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from psycopg.types.json import Json
 
 from partnernet import clock, tokens
@@ -104,89 +105,171 @@ def _build_sql() -> dict[str, str]:
     insert_log = (
         "cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "  # noqa: S608 - names from the models, values bound
         f"logged AS (INSERT INTO postbacks ({', '.join(log_cols)}) SELECT "
-        + ", ".join(_LOG_CONSTANTS.get(n) or f"%(l_{n})s::{_pg_type(pb.c[n])}" for n in log_cols)
+        + ", ".join(_LOG_CONSTANTS.get(n) or ("%(at)s::timestamptz" if n == "received_at" else
+                                              f"%(l_{n})s::{_pg_type(pb.c[n])}") for n in log_cols)
         + " FROM cfg RETURNING id), ")
 
     conv = Conversion.__table__
     conv_cols = [c.name for c in conv.c if c.name != "id"]
     comm = Commission.__table__
     comm_cols = [c.name for c in comm.c if c.name not in ("id", "conversion_id")]
+    # The write, with {placeholders} for each column's value: ``write_sql`` fills them in.
     write = (
         "WITH new_conversion AS ("  # noqa: S608 - names from the models, values bound
         f"INSERT INTO conversions ({', '.join(conv_cols)}) VALUES ("
-        + ", ".join(f"%(v_{n})s::{_pg_type(conv.c[n])}" for n in conv_cols)
-        + ") ON CONFLICT (merchant_id, event, order_id) DO NOTHING RETURNING id), "
+        + ", ".join(f"{{v_{n}}}" for n in conv_cols)
+        + ") ON CONFLICT (merchant_id, event, order_id) DO NOTHING "
+        f"RETURNING id, {', '.join(_FROM_CONVERSION)}), "
         "new_commission AS ("
         f"INSERT INTO commissions ({', '.join(comm_cols)}, conversion_id) SELECT "
-        + ", ".join(f"%(m_{n})s::{_pg_type(comm.c[n])}" for n in comm_cols)
+        + ", ".join(f"{{m_{n}}}" for n in comm_cols)
         + ", id FROM new_conversion RETURNING id, conversion_id), "
         "outcome AS (UPDATE postbacks SET outcome = 'accepted', http_status = 200, message = NULL, "
         "conversion_id = (SELECT conversion_id FROM new_commission) "
         "WHERE id = %(pb_id)s AND EXISTS (SELECT 1 FROM new_commission) RETURNING id) "
         "SELECT nc.id, nm.id FROM new_conversion nc JOIN new_commission nm ON nm.conversion_id = nc.id")
+    _WRITE_TYPES.update({f"v_{n}": _pg_type(conv.c[n]) for n in conv_cols})
+    _WRITE_TYPES.update({f"m_{n}": _pg_type(comm.c[n]) for n in comm_cols})
 
     cm_cols = [c.name for c in comm.c]
+    # The engine's counts, each only when it would read it (commissions.services), and only
+    # in the statements of merchants and rule settings that can need it (``read_sql``): a
+    # count left out is not executor work, not a lock, and not a parameter on every postback.
+    # The windows are worked out from the one timestamp ``at`` (UTC: the connection's TimeZone).
+    lookback = int(commissions.OUTLIER_LOOKBACK.total_seconds())
+    counts = {
+        "tiers": "CASE WHEN ex.id IS NULL AND ov.id IS NULL AND EXISTS (SELECT 1 FROM commission_plans pl "
+        " JOIN plan_tiers t ON t.plan_id = pl.id WHERE pl.offer_id = c.offer_id AND pl.event = %(e)s) "
+        "THEN (SELECT count(*) FROM conversions v JOIN commissions k ON k.conversion_id = v.id "
+        " WHERE v.offer_id = c.offer_id AND v.partner_id = c.partner_id AND v.event = %(e)s "
+        " AND v.created_at >= date_trunc('month', %(at)s::timestamptz) "
+        " AND k.status NOT IN ('rejected', 'reversed')) END",
+        "dup_ip": "CASE WHEN ex.id IS NULL AND c.ip_hash IS NOT NULL "
+        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
+        " AND v.ip_hash = c.ip_hash AND v.created_at > %(at)s::timestamptz - interval '24 hours' "
+        " AND v.created_at <= %(at)s::timestamptz) END",
+        # ``event`` as a range, not an equality: with an equality the planner drops the
+        # offer and event from the ORDER BY and may walk pk_conversions backwards over every
+        # offer's rows (a small offer among big ones); with the range only an index on
+        # (offer_id, event, id) gives this order without sorting the offer's conversions.
+        "outlier": "CASE WHEN ex.id IS NULL THEN ARRAY(SELECT v.amount_minor FROM conversions v "  # noqa: S608 - constants
+        " WHERE v.offer_id = c.offer_id AND v.event >= %(e)s AND v.event <= %(e)s "
+        " AND v.amount_minor IS NOT NULL "
+        f" AND v.created_at >= %(at)s::timestamptz - interval '{lookback} seconds' "
+        f" ORDER BY v.event DESC, v.id DESC LIMIT {commissions.OUTLIER_SAMPLE}) END",
+        "cap": "CASE WHEN ex.id IS NULL AND o.daily_cap IS NOT NULL "
+        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
+        " AND v.partner_id = c.partner_id AND v.created_at >= date_trunc('day', %(at)s::timestamptz) "
+        " AND v.created_at <= %(at)s::timestamptz) END",
+    }
     read = (
         "WITH " + insert_log + "c AS ({click}) "  # noqa: S608 - names from the models, values bound
         "SELECT logged.id, ex.id, ex.currency, ex.amount_minor, "
         + ", ".join(f"cm.{n}" for n in cm_cols) + ", "  # noqa: S608 - names from the models, values bound
         "c.id, c.created_at, c.merchant_id, c.offer_id, c.partner_id, c.ip_hash, c.ip_truncated, "
         "c.is_bot, c.paid_ads_param, p.id, p.email, p.postback_url, ov.id, ov.percent, "
-        "ov.amount_minor, "
-        # the engine's counts, each only when it would read it (commissions.services)
-        "CASE WHEN ex.id IS NULL AND ov.id IS NULL AND EXISTS (SELECT 1 FROM commission_plans pl "
-        " JOIN plan_tiers t ON t.plan_id = pl.id WHERE pl.offer_id = c.offer_id AND pl.event = %(e)s) "
-        "THEN (SELECT count(*) FROM conversions v JOIN commissions k ON k.conversion_id = v.id "
-        " WHERE v.offer_id = c.offer_id AND v.partner_id = c.partner_id AND v.event = %(e)s "
-        " AND v.created_at >= %(month_start)s AND k.status NOT IN ('rejected', 'reversed')) END, "
-        "CASE WHEN ex.id IS NULL AND %(dup_ip_on)s AND c.ip_hash IS NOT NULL "
-        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
-        " AND v.ip_hash = c.ip_hash AND v.created_at > %(since_24h)s AND v.created_at <= %(at)s) END, "
-        "CASE WHEN ex.id IS NULL AND %(outlier_on)s THEN ARRAY(SELECT v.amount_minor FROM conversions v "
-        " WHERE v.offer_id = c.offer_id AND v.event = %(e)s AND v.amount_minor IS NOT NULL "
-        " AND v.created_at >= %(since_90d)s ORDER BY v.offer_id DESC, v.event DESC, v.id DESC LIMIT "
-        f"{commissions.OUTLIER_SAMPLE}) END, "
-        "CASE WHEN ex.id IS NULL AND %(cap_on)s AND o.daily_cap IS NOT NULL "
-        "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
-        " AND v.partner_id = c.partner_id AND v.created_at >= %(day_start)s "
-        " AND v.created_at <= %(at)s) END "
+        "ov.amount_minor, {tiers}, {dup_ip}, {outlier}, {cap} "
         "FROM logged "
         "LEFT JOIN conversions ex ON ex.merchant_id = %(m)s AND ex.event = %(e)s AND ex.order_id = %(o)s "
         "LEFT JOIN commissions cm ON cm.conversion_id = ex.id "
         "LEFT JOIN c ON true "
-        "LEFT JOIN offers o ON o.id = c.offer_id "
-        "LEFT JOIN partners p ON p.id = c.partner_id "
+        "{offer}"
+        # by primary key (a LIMIT keeps it a probe per click, not a hash of every partner)
+        "LEFT JOIN LATERAL (SELECT p.id, p.email, p.postback_url FROM partners p "
+        " WHERE p.id = c.partner_id LIMIT 1) p ON true "
         "LEFT JOIN plan_overrides ov ON ov.offer_id = c.offer_id AND ov.partner_id = c.partner_id "
         " AND ov.event = %(e)s")
     outcome = ("UPDATE postbacks SET outcome = %(outcome)s, http_status = 200, message = NULL, "
                "conversion_id = %(conversion_id)s WHERE id = %(pb_id)s")
     merchant = ("SELECT fraud_settings, ip_blocklist, default_hold_days, "
-                "(SELECT max(attribution_window_days) FROM offers WHERE merchant_id = %(m)s) "
+                "(SELECT max(attribution_window_days) FROM offers WHERE merchant_id = %(m)s), "
+                # whether any offer has tiers or a daily cap (else those counts are left out)
+                "EXISTS (SELECT 1 FROM offers o JOIN commission_plans pl ON pl.offer_id = o.id "
+                " JOIN plan_tiers t ON t.plan_id = pl.id WHERE o.merchant_id = %(m)s), "
+                "EXISTS (SELECT 1 FROM offers WHERE merchant_id = %(m)s AND daily_cap IS NOT NULL) "
                 "FROM merchants WHERE id = %(m)s")
+    skew = int(ATTRIBUTION_SKEW.total_seconds())
     click_from_table = (
-        "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "
+        "SELECT id, created_at, merchant_id, offer_id, partner_id, ip_hash, ip_truncated, is_bot, "  # noqa: S608 - a constant
         "paid_ads_param FROM clicks WHERE id = %(cid)s "
         # only the days a click can still attribute from (partitions pruned): an older or
         # newer click is not found here, and the view answers it (click_expired)
-        "AND created_at >= %(click_since)s AND created_at <= %(click_until)s LIMIT 1")
+        "AND created_at >= %(click_since)s "
+        f"AND created_at <= %(at)s::timestamptz + interval '{skew} seconds' "
+        "LIMIT 1")
     click_from_buffer = (
         "SELECT %(cid)s::varchar AS id, %(b_created_at)s::timestamptz AS created_at, "
         "%(b_merchant_id)s::bigint AS merchant_id, %(b_offer_id)s::bigint AS offer_id, "
         "%(b_partner_id)s::bigint AS partner_id, %(b_ip_hash)s::varchar AS ip_hash, "
         "%(b_ip_truncated)s::varchar AS ip_truncated, %(b_is_bot)s::boolean AS is_bot, "
         "%(b_paid_ads_param)s::varchar AS paid_ads_param")
-    return {"write": write, "read": read.replace("{click}", click_from_table),
-            "read_buffered": read.replace("{click}", click_from_buffer), "outcome": outcome,
-            "merchant": merchant, "cm_cols": ",".join(cm_cols)}
+    return {"write": write, "read": read, "click_from_table": click_from_table,
+            "click_from_buffer": click_from_buffer, "outcome": outcome,
+            "merchant": merchant, "cm_cols": ",".join(cm_cols),
+            **{f"count_{k}": v for k, v in counts.items()}}
 
 
 _SQL: dict[str, str] = {}
+_READS: dict[tuple[bool, ...], str] = {}
+_WRITES: dict[tuple[str, ...], str] = {}
+_WRITE_TYPES: dict[str, str] = {}
+#: Commission columns that, when the engine gives the conversion's own value, are taken
+#: from the inserted conversion instead of being sent again.
+_FROM_CONVERSION = ("merchant_id", "partner_id", "offer_id", "currency")
 
 
 def sql() -> dict[str, str]:
     if not _SQL:
         _SQL.update(_build_sql())
     return _SQL
+
+
+def write_sql(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The write statement for these values and the parameters it takes: a NULL is written
+    as a literal, a commission's merchant, partner, offer and currency when they are the
+    conversion's are taken from the inserted row, and an ``updated_at`` equal to its
+    ``created_at`` is that parameter again (20 of the 37 values are sent on a common postback).
+    The values written are exactly the given ones."""
+    template = sql()["write"]  # (fills _WRITE_TYPES on first use)
+    fill: dict[str, str] = {}
+    sent: dict[str, Any] = {"pb_id": params["pb_id"]}
+    for name, value in params.items():
+        kind = _WRITE_TYPES.get(name)
+        if kind is None:
+            continue
+        prefix, column = name[:2], name[2:]
+        if value is None:
+            fill[name] = f"NULL::{kind}"
+        elif prefix == "m_" and column in _FROM_CONVERSION and value == params.get(f"v_{column}"):
+            fill[name] = f"new_conversion.{column}"
+        elif column == "updated_at" and value == params.get(f"{prefix}created_at"):
+            fill[name] = f"%({prefix}created_at)s::{kind}"
+        else:
+            fill[name] = f"%({name})s::{kind}"
+            sent[name] = value
+    key = tuple(fill.values())
+    text = _WRITES.get(key)
+    if text is None:
+        text = _WRITES[key] = template.format(**fill)
+    return text, sent
+
+
+def read_sql(buffered: bool, tiers: bool, dup_ip: bool, outlier: bool, cap: bool) -> str:
+    """The read statement with only the counts this postback can need (a left-out count
+    reads NULL, and the engine reads that fact itself if it turns out to need it)."""
+    key = (buffered, tiers, dup_ip, outlier, cap)
+    text = _READS.get(key)
+    if text is None:
+        q = sql()
+        text = q["read"].format(
+            click=q["click_from_buffer" if buffered else "click_from_table"],
+            tiers=q["count_tiers"] if tiers else "NULL::bigint",
+            dup_ip=q["count_dup_ip"] if dup_ip else "NULL::bigint",
+            outlier=q["count_outlier"] if outlier else "NULL::bigint[]",
+            cap=q["count_cap"] if cap else "NULL::bigint",
+            offer="LEFT JOIN offers o ON o.id = c.offer_id " if cap else "")
+        _READS[key] = text
+    return text
 
 
 # -- the per-thread PostgreSQL connection ----------------------------------------------------
@@ -202,6 +285,8 @@ class _Connections:
         self.made: set[Any] = set()
 
     def get(self) -> Any:
+        """This thread's cursor (on its connection): one cursor for every statement here,
+        not one made per statement (``conn.execute``), which cost ~50 µs of worker CPU each."""
         import psycopg
 
         conn = getattr(self.local, "conn", None)
@@ -210,9 +295,10 @@ class _Connections:
                                    options="-c TimeZone=UTC -c plan_cache_mode=force_generic_plan")
             conn.prepare_threshold = 0  # every statement here is prepared on first use
             self.local.conn = conn
+            self.local.cursor = conn.cursor()
             with self.lock:
                 self.made.add(conn)
-        return conn
+        return self.local.cursor
 
     def discard(self) -> None:
         conn = getattr(self.local, "conn", None)
@@ -255,6 +341,7 @@ class PostbackFastPath:
         self.wsgi_app = wsgi_app
         self._pg: _Connections | None = None
         self._limit: tuple[str, Any] | None = None
+        self._encoder: tuple[Any, json.JSONEncoder | None] | None = None
 
     def enabled(self) -> bool:
         config = self.app.config
@@ -433,41 +520,39 @@ class PostbackFastPath:
         cache = terms_cache.cache(app)
         terms = cache.get(merchant_id, version)
         pg = self.connections()
-        conn = pg.get()
+        cur = pg.get()
         if terms is None:
-            row = conn.execute(sql()["merchant"], {"m": merchant_id}).fetchone()
+            cur.execute(sql()["merchant"], {"m": merchant_id})
+            row = cur.fetchone()
             if row is None:
                 raise Handover
             terms = terms_cache.MerchantTerms(version, time.monotonic(), row[0], row[1], row[2],
-                                              int(row[3] or 0))
+                                              int(row[3] or 0), any_tiers=bool(row[4]),
+                                              any_cap=bool(row[5]))
             cache.put(merchant_id, terms)
         rules = terms.rules
 
         # -- PostgreSQL: the raw log (committed first, asynchronously) and the read ---------------
-        log_row = {"merchant_id": merchant_id, "received_at": now, "method": "GET",
-                   "params": Json(services.loggable_params(params)),
-                   "source_ip": (source_ip or "")[:64] or None,
-                   "order_id": (params.get("order_id") or "")[:255] or None,
-                   "auth_method": auth_method}
         read_params = {
-            "cid": click_id, "m": merchant_id, "e": event, "o": order_id,
-            "at": now, "month_start": calc.month_start(now),
-            "click_since": now - timedelta(days=terms.max_window_days),
-            "click_until": now + ATTRIBUTION_SKEW,
-            "day_start": datetime.combine(now.date(), dtime.min, tzinfo=now.tzinfo),
-            "since_24h": now - timedelta(hours=24), "since_90d": now - commissions.OUTLIER_LOOKBACK,
-            "dup_ip_on": bool(rules["duplicate_ip"].get("enabled", True)),
-            "outlier_on": amount_text is not None and bool(rules["amount_outlier"].get("enabled", True)),
-            "cap_on": bool(rules["cap_exceeded"].get("enabled", True)),
+            "cid": click_id, "m": merchant_id, "e": event, "o": order_id, "at": now,
+            "l_merchant_id": merchant_id, "l_method": "GET",
+            "l_params": Json(services.loggable_params(params)),
+            "l_source_ip": (source_ip or "")[:64] or None,
+            "l_order_id": (params.get("order_id") or "")[:255] or None,
+            "l_auth_method": auth_method,
         }
         if buffered is not None:
             for name in ("created_at", "merchant_id", "offer_id", "partner_id", "ip_hash",
                          "ip_truncated", "is_bot", "paid_ads_param"):
                 read_params[f"b_{name}"] = buffered.get(name)
-            del read_params["click_since"], read_params["click_until"]
-        read_params.update({f"l_{k}": v for k, v in log_row.items()})
-        row = conn.execute(sql()["read" if buffered is None else "read_buffered"],
-                           read_params).fetchone()
+        else:
+            read_params["click_since"] = now - timedelta(days=terms.max_window_days)
+        statement = read_sql(
+            buffered is not None, terms.any_tiers, bool(rules["duplicate_ip"].get("enabled", True)),
+            amount_text is not None and bool(rules["amount_outlier"].get("enabled", True)),
+            terms.any_cap and bool(rules["cap_exceeded"].get("enabled", True)))
+        cur.execute(statement, read_params)
+        row = cur.fetchone()
         postback_id = int(row[0])
         environ[POSTBACK_ID_KEY] = postback_id  # from here on, the view completes this row
         row = row[1:]
@@ -486,8 +571,8 @@ class PostbackFastPath:
                 answer = services.duplicate(existing, amount_text, currency_given, commission=commission)
             except (OrderConflict, PartnernetError, MoneyError):
                 raise Handover from None
-            conn.execute(sql()["outcome"], {"outcome": "duplicate", "conversion_id": existing_id,
-                                            "pb_id": postback_id})
+            cur.execute(sql()["outcome"], {"outcome": "duplicate", "conversion_id": existing_id,
+                                           "pb_id": postback_id})
             return self._body(answer.body, postback_id)
 
         # -- attribution by click (other cases: the view) --------------------------------------
@@ -541,7 +626,8 @@ class PostbackFastPath:
         write = {f"v_{k}": v for k, v in values.items()}
         write.update({f"m_{k}": Json(v) if k == "flags" else v for k, v in commission_values.items()})
         write["pb_id"] = postback_id
-        written = conn.execute(sql()["write"], write).fetchone()
+        cur.execute(*write_sql(write))
+        written = cur.fetchone()
         if written is None:
             # Another request inserted this order between the read and the write: the view
             # answers duplicate (or order_conflict) on the logged row.
@@ -558,7 +644,19 @@ class PostbackFastPath:
 
     def _body(self, body: dict[str, Any], postback_id: int) -> bytes:
         body["postback_id"] = postback_id
-        return (self.app.json.dumps(body, separators=(",", ":")) + "\n").encode()
+        encoder = self._encoder
+        if encoder is None or encoder[0] is not self.app.json:
+            provider: Any = self.app.json
+            # what DefaultJSONProvider.dumps(body, separators=(",", ":")) does (json.dumps),
+            # the encoder made once; another provider is asked each time
+            made = json.JSONEncoder(
+                default=provider.default, ensure_ascii=provider.ensure_ascii,
+                sort_keys=provider.sort_keys, separators=(",", ":")) \
+                if type(provider).dumps is DefaultJSONProvider.dumps else None
+            encoder = self._encoder = (provider, made)
+        if encoder[1] is None:
+            return (self.app.json.dumps(body, separators=(",", ":")) + "\n").encode()
+        return (encoder[1].encode(body) + "\n").encode()
 
 
 _MISSING: Any = object()

@@ -58,6 +58,10 @@ class MerchantTerms:
     #: The longest attribution window of the merchant's offers (clicks older cannot attribute).
     max_window_days: int
     offers: dict[int, OfferTerms | None] = field(default_factory=dict)
+    #: Whether any of the merchant's offers has plan tiers / a daily cap: when none has, the
+    #: postback's read leaves those counts out (a plan or offer change replaces the version).
+    any_tiers: bool = True
+    any_cap: bool = True
     #: ``fraud.rule_settings(fraud_settings)``, worked out once.
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -167,6 +167,18 @@ def test_a_plan_change_changes_the_commission_of_the_very_next_postback(client, 
     assert r.get_json()["commission"]["amount"] == "14.97"
 
 
+def test_a_daily_cap_set_on_an_offer_holds_the_very_next_postback_over_it(client, shop):
+    # No offer of the merchant had a cap: the fast path's read left the count out until then.
+    first = client.get("/postback", query_string=sale(shop, "C-1")).get_json()
+    assert first["commission"]["status"] == "pending" and first["commission"]["flags"] == []
+    r = client.patch(f"/api/v1/offers/{shop.offer_id}", headers=auth(shop.api_key),
+                     json={"daily_cap": 1})
+    assert r.status_code == 200, r.get_json()
+    answer = client.get("/postback", query_string=sale(shop, "C-2", click=1)).get_json()
+    assert answer["commission"]["status"] == "held"
+    assert [f["rule"] for f in answer["commission"]["flags"]] == ["cap_exceeded"]
+
+
 def test_an_override_and_fraud_settings_apply_to_the_very_next_postback(client, shop):
     assert client.get("/postback", query_string=sale(shop, "O-1")).get_json()["commission"][
         "amount"] == "4.99"
