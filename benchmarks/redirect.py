@@ -570,6 +570,46 @@ def outage_run(app: Any, port: int, code: str, redis: RedisServer, seconds: floa
             "missing": len(missing)}
 
 
+def settle(app: Any) -> int:
+    """Between measured runs, untimed: the flush job's work (production runs it every few
+    seconds, so Redis holds seconds of clicks, not every click of the runs so far), then
+    until no AOF rewrite is in progress. Returns Redis's count of AOF rewrites so far.
+
+    Without it the buffer grew by some 20,000 clicks a run (60-90 MB by the third round) and
+    Redis's automatic AOF rewrite — a forked child writing out that whole dataset — landed
+    inside some redirect and pixel runs and took a core from them (3,163 vs 4,416 req/s
+    between rounds of one quiet run), a cost of the benchmark's backlog, not of a click.
+    """
+    from partnernet.creatives import pixel
+    from partnernet.links import buffer
+
+    with app.app_context():
+        while buffer.flush_clicks(max_batches=10_000)["flushed"]:
+            pass
+        while pixel.flush_impressions(max_batches=10_000)["flushed"]:
+            pass
+        client = buffer.click_redis()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            info = client.info("persistence")
+            if not info.get("aof_rewrite_in_progress"):
+                return int(info.get("aof_rewrites", 0))
+            time.sleep(0.1)
+        return int(client.info("persistence").get("aof_rewrites", 0))
+
+
+def run_settled(app: Any, url: str, duration: int) -> dict[str, Any]:
+    """``run_wrk`` after ``settle``, noting whether an AOF rewrite ran during the run anyway."""
+    rewrites = settle(app)
+    result: dict[str, Any] = run_wrk(url, duration)
+    from partnernet.links import buffer
+
+    with app.app_context():
+        after = int(buffer.click_redis().info("persistence").get("aof_rewrites", 0))
+    result["aof_rewrite"] = after != rewrites
+    return result
+
+
 def redirect_sections(app: Any, code: str, env: dict[str, str], naive_env: dict[str, str],
                       args: argparse.Namespace, results: dict[str, Any]) -> None:
     """Sections 1 and 2: the redirect and the pixel under gunicorn, and their SQL per request."""
@@ -600,15 +640,18 @@ def redirect_sections(app: Any, code: str, env: dict[str, str], naive_env: dict[
         before = click_count(app)
         for i in range(rounds):
             bare_runs.append(run_wrk(f"http://{bare_hosts[i + 1]}:{bare_port}/r/{code}", args.duration))
-            red_runs.append(run_wrk(f"http://{red_hosts[i + 1]}:{red_port}/r/{code}", args.duration))
+            red_runs.append(run_settled(app, f"http://{red_hosts[i + 1]}:{red_port}/r/{code}", args.duration))
             bare_px_runs.append(run_wrk(f"http://{bare_px_hosts[i + 1]}:{bare_port}/i/{code}.gif",
                                         args.duration))
-            px_runs.append(run_wrk(f"http://{px_hosts[i + 1]}:{red_port}/i/{code}.gif", args.duration))
+            px_runs.append(run_settled(app, f"http://{px_hosts[i + 1]}:{red_port}/i/{code}.gif",
+                                       args.duration))
             print(f"    round {i + 1}: bare {bare_runs[-1]['rps']:7.0f} req/s p99 "
                   f"{bare_runs[-1]['p99_ms']:6.1f} ms | redirect {red_runs[-1]['rps']:7.0f} req/s "
                   f"p99 {red_runs[-1]['p99_ms']:6.1f} ms | bare GIF {bare_px_runs[-1]['rps']:7.0f} req/s "
                   f"p99 {bare_px_runs[-1]['p99_ms']:6.1f} ms | pixel {px_runs[-1]['rps']:7.0f} req/s "
-                  f"p99 {px_runs[-1]['p99_ms']:6.1f} ms")
+                  f"p99 {px_runs[-1]['p99_ms']:6.1f} ms"
+                  + "".join(f" ({name}: an AOF rewrite ran during it)" for name, run in
+                            (("redirect", red_runs[-1]), ("pixel", px_runs[-1])) if run["aof_rewrite"]))
         served = sum(r["requests"] for r in red_runs)
         with app.app_context():
             from partnernet.links import buffer
