@@ -192,7 +192,8 @@ def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000) -> di
             db.session.add(link)
             db.session.flush()
             code = code or link.code
-            batch = [tokens.new_click_id() for _ in range(clicks // partners)]
+            # Ids as the redirect makes them: they carry the click's day.
+            batch = [tokens.click_id_for(now - timedelta(minutes=30 + i)) for i in range(clicks // partners)]
             ids.extend(batch)
             # Every click the redirect records carries the keyed hash of its IP, so the
             # duplicate-IP fraud rule runs on every postback, as it does in production.

@@ -60,8 +60,9 @@ def make_click_row(offer: Any, partner_id: int, *, at: Any = None, visitor_id: s
                 partner_id=partner_id)
     db.session.add(link)
     db.session.flush()
-    click = Click(id=tokens.new_click_id(), link_id=link.id, merchant_id=offer.merchant_id,
-                  offer_id=offer.id, partner_id=partner_id, created_at=at or clock.now(),
+    at = at or clock.now()
+    click = Click(id=tokens.click_id_for(at), link_id=link.id, merchant_id=offer.merchant_id,
+                  offer_id=offer.id, partner_id=partner_id, created_at=at,
                   visitor_id=visitor_id, **fields)
     db.session.add(click)
     db.session.commit()

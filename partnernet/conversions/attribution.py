@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from partnernet import tokens
 from partnernet.commissions.services import OfferTerms, load_offer_terms, reader
 from partnernet.conversions.exceptions import ClickExpired, Unattributed
 from partnernet.extensions import db
@@ -77,6 +78,9 @@ def _offer(offer_id: int) -> OfferTerms | None:
 
 
 _CLICK = select(Click.__table__).where(Click.__table__.c.id == bindparam("click_id")).limit(1)
+#: The same within one day's partition (the day a click id carries).
+_CLICK_ON_DAY = _CLICK.where(Click.__table__.c.created_at >= bindparam("start"),
+                             Click.__table__.c.created_at < bindparam("end"))
 
 
 def resolve_click(click_id: str) -> Click | None:
@@ -91,7 +95,13 @@ def resolve_click(click_id: str) -> Click | None:
         return None
     row: Any = buffer.buffered_click(click_id)
     if row is None:
-        found = reader().execute(_CLICK, {"click_id": click_id}).first()
+        found = None
+        day = tokens.click_id_day(click_id)
+        if day is not None:  # the day's partition first (ids carry their day)
+            found = reader().execute(_CLICK_ON_DAY, {"click_id": click_id, "start": day[0],
+                                                     "end": day[1]}).first()
+        if found is None:
+            found = reader().execute(_CLICK, {"click_id": click_id}).first()
         if found is None:
             return None
         row = found._asdict()

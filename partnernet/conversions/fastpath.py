@@ -196,6 +196,9 @@ def _build_sql() -> dict[str, str]:
         # newer click is not found here, and the view answers it (click_expired)
         "AND created_at >= %(click_since)s "
         f"AND created_at <= %(at)s::timestamptz + interval '{skew} seconds' "
+        # and, for an id that carries its day, that day's partition alone: a click made
+        # before ids carried their day is missed there and the view finds it
+        "AND created_at < %(click_before)s "
         "LIMIT 1")
     click_from_buffer = (
         "SELECT %(cid)s::varchar AS id, %(b_created_at)s::timestamptz AS created_at, "
@@ -546,7 +549,12 @@ class PostbackFastPath:
                          "ip_truncated", "is_bot", "paid_ads_param"):
                 read_params[f"b_{name}"] = buffered.get(name)
         else:
-            read_params["click_since"] = now - timedelta(days=terms.max_window_days)
+            since = now - timedelta(days=terms.max_window_days)
+            before = now + ATTRIBUTION_SKEW + timedelta(seconds=1)
+            day = tokens.click_id_day(click_id)
+            if day is not None and day[1] > since and day[0] < before:
+                since, before = max(since, day[0]), min(before, day[1])
+            read_params["click_since"], read_params["click_before"] = since, before
         statement = read_sql(
             buffered is not None, terms.any_tiers, bool(rules["duplicate_ip"].get("enabled", True)),
             amount_text is not None and bool(rules["amount_outlier"].get("enabled", True)),

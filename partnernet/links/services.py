@@ -186,6 +186,12 @@ def resolve_click(click_id: str) -> Click | None:
     row = buffer.buffered_click(click_id)
     if row is not None:
         return _transient(row)
+    day = tokens.click_id_day(click_id)
+    if day is not None:  # the day's partition first (ids carry their day)
+        found = db.session.scalar(select(Click).where(
+            Click.id == click_id, Click.created_at >= day[0], Click.created_at < day[1]).limit(1))
+        if found is not None:
+            return found
     return db.session.scalar(select(Click).where(Click.id == click_id).limit(1))
 
 

@@ -237,6 +237,11 @@ def test_resolve_click_finds_a_click_right_after_the_redirect(client, link):
         link.merchant_id, link.offer_id, link.partner_id)
     assert found.sub2 == "campaign-7" and found.visitor_id and not found.is_bot
     assert found.created_at.tzinfo is not None
+    # the id names its click's UTC day: the look-up tries that day's partition first
+    from partnernet import tokens
+
+    start, end = tokens.click_id_day(click_id)
+    assert start <= found.created_at < end and end - start == timedelta(days=1)
     assert services.resolve_click(click_id.upper()).id == click_id
     clicks()
     assert services.resolve_click(click_id).id == click_id  # and after the flush
