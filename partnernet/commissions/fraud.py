@@ -78,6 +78,9 @@ class Facts:
     coupon_requires_click: bool = False
     amount_minor: int | None = None
     trailing_amounts: list[int] = field(default_factory=list)
+    #: (how many, their median) of the trailing amounts when the database worked it out
+    #: (the postback's read); then ``trailing_amounts`` is not looked at.
+    trailing_sample: tuple[int, Decimal | None] | None = None
     daily_cap: int | None = None
     partner_conversions_today: int = 0  # before this one
 
@@ -123,6 +126,8 @@ def ip_blocked(ip: str, blocklist: list[str]) -> str | None:
 
 
 def blocked_ip(f: Facts, _: Any) -> str | None:
+    if not f.blocklist:
+        return None
     for ip in f.ips:
         entry = ip_blocked(ip, f.blocklist)
         if entry is not None:
@@ -154,7 +159,11 @@ def trailing_median(amounts: list[int]) -> Decimal | None:
 
 
 def amount_outlier(f: Facts, multiple: Any) -> str | None:
-    mid = trailing_median(f.trailing_amounts)
+    if f.trailing_sample is not None:
+        count, mid = f.trailing_sample
+        mid = mid if count >= OUTLIER_MIN_SAMPLES else None
+    else:
+        mid = trailing_median(f.trailing_amounts)
     if f.amount_minor is None or mid is None or mid <= 0:
         return None
     if Decimal(f.amount_minor) > Decimal(str(multiple)) * mid:

@@ -126,6 +126,8 @@ class KnownFacts:
     nth_this_month: int | None = None
     same_ip_conversions_24h: int | None = None
     trailing_amounts: list[int] | None = None
+    #: instead of the amounts: how many, and their median (``fraud.Facts.trailing_sample``)
+    trailing_sample: tuple[int, Decimal | None] | None = None
     partner_conversions_today: int | None = None
 
 
@@ -295,7 +297,10 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerm
             Conversion.id != (conversion.id or 0), Conversion.created_at > at - timedelta(hours=24),
             Conversion.created_at <= at)) or 0)
     trailing: list[int] = []
-    if known is not None and known.trailing_amounts is not None:
+    sample = known.trailing_sample if known is not None else None
+    if sample is not None:
+        pass
+    elif known is not None and known.trailing_amounts is not None:
         trailing = known.trailing_amounts
     elif conversion.amount_minor is not None and on("amount_outlier"):
         trailing = [int(a) for a in reader().execute(_TRAILING_AMOUNTS, {
@@ -327,7 +332,7 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerm
         coupon_partner_involved=(conversion.coupon_id is None or not on("coupon_leak")
                                  or _coupon_partner_involved(conversion, click, offer)),
         coupon_requires_click=bool(offer.coupon_requires_click),
-        amount_minor=conversion.amount_minor, trailing_amounts=trailing,
+        amount_minor=conversion.amount_minor, trailing_amounts=trailing, trailing_sample=sample,
         daily_cap=offer.daily_cap, partner_conversions_today=today)
 
 

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl
@@ -89,7 +90,7 @@ def _pg_type(column: Any) -> str:
 
 #: The raw log row's columns that are the same for every request here.
 _LOG_CONSTANTS = {"outcome": "'received'", "http_status": "NULL", "conversion_id": "NULL",
-                  "message": "NULL"}
+                  "message": "NULL", "method": "'GET'", "merchant_id": "%(m)s::bigint"}
 
 
 def _build_sql() -> dict[str, str]:
@@ -152,11 +153,16 @@ def _build_sql() -> dict[str, str]:
         # offer and event from the ORDER BY and may walk pk_conversions backwards over every
         # offer's rows (a small offer among big ones); with the range only an index on
         # (offer_id, event, id) gives this order without sorting the offer's conversions.
-        "outlier": "CASE WHEN ex.id IS NULL THEN ARRAY(SELECT v.amount_minor FROM conversions v "  # noqa: S608 - constants
-        " WHERE v.offer_id = c.offer_id AND v.event >= %(e)s AND v.event <= %(e)s "
+        # How many of the trailing amounts there are and their median, not the amounts
+        # themselves (200 numbers out as text, parsed and sorted in Python on every postback).
+        # percentile_cont is the mean of the two middle values of an even count, exactly as
+        # statistics.median (amounts in minor units are far below 2**52: exact in float8).
+        "outlier": "CASE WHEN ex.id IS NULL THEN (SELECT ARRAY[count(*)::float8, "  # noqa: S608 - constants
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY s.a)] FROM (SELECT v.amount_minor AS a "
+        " FROM conversions v WHERE v.offer_id = c.offer_id AND v.event >= %(e)s AND v.event <= %(e)s "
         " AND v.amount_minor IS NOT NULL "
         f" AND v.created_at >= %(at)s::timestamptz - interval '{lookback} seconds' "
-        f" ORDER BY v.event DESC, v.id DESC LIMIT {commissions.OUTLIER_SAMPLE}) END",
+        f" ORDER BY v.event DESC, v.id DESC LIMIT {commissions.OUTLIER_SAMPLE}) s) END",
         "cap": "CASE WHEN ex.id IS NULL AND o.daily_cap IS NOT NULL "
         "THEN (SELECT count(*) FROM conversions v WHERE v.offer_id = c.offer_id "
         " AND v.partner_id = c.partner_id AND v.created_at >= date_trunc('day', %(at)s::timestamptz) "
@@ -268,7 +274,7 @@ def read_sql(buffered: bool, tiers: bool, dup_ip: bool, outlier: bool, cap: bool
             click=q["click_from_buffer" if buffered else "click_from_table"],
             tiers=q["count_tiers"] if tiers else "NULL::bigint",
             dup_ip=q["count_dup_ip"] if dup_ip else "NULL::bigint",
-            outlier=q["count_outlier"] if outlier else "NULL::bigint[]",
+            outlier=q["count_outlier"] if outlier else "NULL::float8[]",
             cap=q["count_cap"] if cap else "NULL::bigint",
             offer="LEFT JOIN offers o ON o.id = c.offer_id " if cap else "")
         _READS[key] = text
@@ -294,8 +300,14 @@ class _Connections:
 
         conn = getattr(self.local, "conn", None)
         if conn is None or conn.closed:
+            # A generic plan is made once per connection and kept until the statistics change.
+            # Made while a table is still small (a new install, a postbacks log that has not
+            # been analyzed yet) it may scan that table, and keeps scanning it as it grows: the
+            # outcome UPDATE by id read every row of the log. Every statement here is a keyed
+            # look-up, so sequential scans are off for these connections.
             conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5,
-                                   options="-c TimeZone=UTC -c plan_cache_mode=force_generic_plan")
+                                   options="-c TimeZone=UTC -c plan_cache_mode=force_generic_plan "
+                                           "-c enable_seqscan=off")
             conn.prepare_threshold = 0  # every statement here is prepared on first use
             self.local.conn = conn
             self.local.cursor = conn.cursor()
@@ -538,7 +550,6 @@ class PostbackFastPath:
         # -- PostgreSQL: the raw log (committed first, asynchronously) and the read ---------------
         read_params = {
             "cid": click_id, "m": merchant_id, "e": event, "o": order_id, "at": now,
-            "l_merchant_id": merchant_id, "l_method": "GET",
             "l_params": Json(services.loggable_params(params)),
             "l_source_ip": (source_ip or "")[:64] or None,
             "l_order_id": (params.get("order_id") or "")[:255] or None,
@@ -624,7 +635,7 @@ class PostbackFastPath:
                 override=calc.Rate(ov_percent, ov_amount, "override") if ov_id is not None else None),
             nth_this_month=int(nth_before) + 1 if nth_before is not None else None,
             same_ip_conversions_24h=int(same_ip) if same_ip is not None else None,
-            trailing_amounts=[int(a) for a in trailing] if trailing is not None else None,
+            trailing_sample=_sample(trailing) if trailing is not None else None,
             partner_conversions_today=int(today) if today is not None else None)
         commission_values, wants_postbacks = commissions.compute_commission(
             conversion, click, postback_ip=source_ip, offer=offer, known=known)  # type: ignore[arg-type]
@@ -665,6 +676,12 @@ class PostbackFastPath:
         if encoder[1] is None:
             return (self.app.json.dumps(body, separators=(",", ":")) + "\n").encode()
         return (encoder[1].encode(body) + "\n").encode()
+
+
+def _sample(counted: list[float]) -> tuple[int, Decimal | None]:
+    """(count, median) from the read's ``[count, percentile_cont(0.5)]`` (NULL median: none)."""
+    count, middle = counted
+    return int(count), Decimal(middle) if middle is not None else None
 
 
 _MISSING: Any = object()

@@ -151,6 +151,26 @@ def test_rate_limit_is_the_views_bucket_and_a_handed_over_request_counts_once(ap
     assert logged == []  # the refused request was not logged (the limit comes first)
 
 
+def test_the_outlier_rule_reads_the_median_of_an_even_sample_exactly(fast, shop, monkeypatch):
+    """The read returns the trailing sample's count and median, not its amounts: with six
+    earlier sales of 10.00 and 11.00 the median is 10.50, so ten times it (105.00) passes and
+    one cent more is held (a median rounded to 10 or 11 would decide both differently), as
+    the engine decides from the amounts themselves."""
+    client = fast.test_client()
+    view_must_not_run(monkeypatch)
+    for i, amount in enumerate(["10.00", "11.00"] * 3):
+        r = client.get("/postback", query_string=sale(shop, f"M-{i}", click=i % 4, amount=amount))
+        assert r.get_json()["commission"]["flags"] == [], r.get_json()
+    at_limit = client.get("/postback", query_string=sale(shop, "M-at", amount="105.00")).get_json()
+    assert at_limit["commission"]["status"] == "pending" and at_limit["commission"]["flags"] == []
+    # that sale is in the sample now: one more 10.00 brings the median back to 10.50
+    assert client.get("/postback", query_string=sale(shop, "M-7", amount="10.00")).get_json()[
+        "commission"]["flags"] == []
+    over = client.get("/postback", query_string=sale(shop, "M-over", click=1, amount="105.01")).get_json()
+    assert over["commission"]["status"] == "held"
+    assert [f["rule"] for f in over["commission"]["flags"]] == ["amount_outlier"]
+
+
 # -- money terms are never stale ---------------------------------------------------------
 
 def test_a_plan_change_changes_the_commission_of_the_very_next_postback(client, shop):

@@ -124,3 +124,23 @@ def test_settings_are_validated(rule, patch, ok):
     else:
         with pytest.raises(ValueError):
             fraud.validate_rule_patch(rule, patch)
+
+
+def test_amount_outlier_takes_a_sample_the_database_counted_instead_of_the_amounts():
+    """The postback's read hands the rule (count, median), not the amounts: the same answers."""
+    from decimal import Decimal
+
+    from partnernet.commissions.fraud import Facts, amount_outlier
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert amount_outlier(Facts(converted_at=at, amount_minor=10500,
+                                trailing_sample=(6, Decimal("1050"))), 10) is None
+    assert amount_outlier(Facts(converted_at=at, amount_minor=10501,
+                                trailing_sample=(6, Decimal("1050.0"))), 10) is not None
+    assert amount_outlier(Facts(converted_at=at, amount_minor=10501,
+                                trailing_sample=(6, Decimal("1050.5"))), 10) is None
+    # too few samples, or none: silent
+    assert amount_outlier(Facts(converted_at=at, amount_minor=10**9,
+                                trailing_sample=(4, Decimal("1000"))), 10) is None
+    assert amount_outlier(Facts(converted_at=at, amount_minor=10**9,
+                                trailing_sample=(0, None)), 10) is None
