@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from statistics import median
 from typing import Any
 
 ACTIONS = ("hold", "reject", "flag")
@@ -152,10 +151,17 @@ def coupon_leak(f: Facts, _: Any) -> str | None:
 
 
 def trailing_median(amounts: list[int]) -> Decimal | None:
-    """The median of earlier amounts, or None with too few to mean anything."""
+    """The median of earlier amounts, or None with too few to mean anything: exact (the
+    mean of the two middle amounts of an even count in Decimal, never a float)."""
     if len(amounts) < OUTLIER_MIN_SAMPLES:
         return None
-    return Decimal(median(sorted(amounts)))
+    ordered = sorted(amounts)
+    return middle(ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2])
+
+
+def middle(lower: int, upper: int) -> Decimal:
+    """The median from the two middle amounts (the same one for an odd count)."""
+    return Decimal(lower + upper) / 2
 
 
 def amount_outlier(f: Facts, multiple: Any) -> str | None:

@@ -54,7 +54,7 @@ from flask.json.provider import DefaultJSONProvider
 from psycopg.types.json import Json
 
 from partnernet import clock, tokens
-from partnernet.commissions import calc
+from partnernet.commissions import calc, fraud
 from partnernet.commissions import services as commissions
 from partnernet.conversions import outgoing, services, terms_cache
 from partnernet.conversions.attribution import within_window
@@ -153,12 +153,13 @@ def _build_sql() -> dict[str, str]:
         # offer and event from the ORDER BY and may walk pk_conversions backwards over every
         # offer's rows (a small offer among big ones); with the range only an index on
         # (offer_id, event, id) gives this order without sorting the offer's conversions.
-        # How many of the trailing amounts there are and their median, not the amounts
-        # themselves (200 numbers out as text, parsed and sorted in Python on every postback).
-        # percentile_cont is the mean of the two middle values of an even count, exactly as
-        # statistics.median (amounts in minor units are far below 2**52: exact in float8).
-        "outlier": "CASE WHEN ex.id IS NULL THEN (SELECT ARRAY[count(*)::float8, "  # noqa: S608 - constants
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY s.a)] FROM (SELECT v.amount_minor AS a "
+        # How many of the trailing amounts there are and their two middle ones (the same one
+        # for an odd count), not the amounts themselves (200 numbers out as text, parsed and
+        # sorted in Python on every postback); the median is worked out exactly from those
+        # two (fraud.middle), as the engine does from the amounts. No float.
+        "outlier": "CASE WHEN ex.id IS NULL THEN (SELECT ARRAY[count(*), "  # noqa: S608 - constants
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY s.a), "
+        " percentile_disc(0.5) WITHIN GROUP (ORDER BY s.a DESC)] FROM (SELECT v.amount_minor AS a "
         " FROM conversions v WHERE v.offer_id = c.offer_id AND v.event >= %(e)s AND v.event <= %(e)s "
         " AND v.amount_minor IS NOT NULL "
         f" AND v.created_at >= %(at)s::timestamptz - interval '{lookback} seconds' "
@@ -274,7 +275,7 @@ def read_sql(buffered: bool, tiers: bool, dup_ip: bool, outlier: bool, cap: bool
             click=q["click_from_buffer" if buffered else "click_from_table"],
             tiers=q["count_tiers"] if tiers else "NULL::bigint",
             dup_ip=q["count_dup_ip"] if dup_ip else "NULL::bigint",
-            outlier=q["count_outlier"] if outlier else "NULL::float8[]",
+            outlier=q["count_outlier"] if outlier else "NULL::bigint[]",
             cap=q["count_cap"] if cap else "NULL::bigint",
             offer="LEFT JOIN offers o ON o.id = c.offer_id " if cap else "")
         _READS[key] = text
@@ -678,10 +679,12 @@ class PostbackFastPath:
         return (encoder[1].encode(body) + "\n").encode()
 
 
-def _sample(counted: list[float]) -> tuple[int, Decimal | None]:
-    """(count, median) from the read's ``[count, percentile_cont(0.5)]`` (NULL median: none)."""
-    count, middle = counted
-    return int(count), Decimal(middle) if middle is not None else None
+def _sample(counted: list[int | None]) -> tuple[int, Decimal | None]:
+    """(count, median) from the read's ``[count, lower middle, upper middle]`` (NULL: none)."""
+    count, lower, upper = counted
+    if lower is None or upper is None:
+        return int(count or 0), None
+    return int(count or 0), fraud.middle(lower, upper)
 
 
 _MISSING: Any = object()

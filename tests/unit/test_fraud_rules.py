@@ -144,3 +144,13 @@ def test_amount_outlier_takes_a_sample_the_database_counted_instead_of_the_amoun
                                 trailing_sample=(4, Decimal("1000"))), 10) is None
     assert amount_outlier(Facts(converted_at=at, amount_minor=10**9,
                                 trailing_sample=(0, None)), 10) is None
+
+
+def test_the_trailing_median_is_exact_for_an_even_count_of_large_amounts():
+    """The mean of the two middle amounts in Decimal: a float would round these."""
+    from decimal import Decimal
+
+    big = 10**17
+    assert fraud.trailing_median([big + 1, big, big + 1, big, big, big + 1]) == Decimal(big) + Decimal("0.5")
+    assert fraud.trailing_median([5, 1, 3, 2, 4]) == 3
+    assert fraud.trailing_median([1, 2, 3, 4]) is None  # too few
