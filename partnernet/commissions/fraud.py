@@ -76,10 +76,8 @@ class Facts:
     coupon_partner_involved: bool = True
     coupon_requires_click: bool = False
     amount_minor: int | None = None
-    trailing_amounts: list[int] = field(default_factory=list)
-    #: (how many, their median) of the trailing amounts when the database worked it out
-    #: (the postback's read); then ``trailing_amounts`` is not looked at.
-    trailing_sample: tuple[int, Decimal | None] | None = None
+    #: The offer's trailing amounts: how many, and their median (``sample_of``).
+    trailing_sample: tuple[int, Decimal | None] = (0, None)
     daily_cap: int | None = None
     partner_conversions_today: int = 0  # before this one
 
@@ -150,13 +148,13 @@ def coupon_leak(f: Facts, _: Any) -> str | None:
     return None
 
 
-def trailing_median(amounts: list[int]) -> Decimal | None:
-    """The median of earlier amounts, or None with too few to mean anything: exact (the
-    mean of the two middle amounts of an even count in Decimal, never a float)."""
-    if len(amounts) < OUTLIER_MIN_SAMPLES:
-        return None
+def sample_of(amounts: list[int]) -> tuple[int, Decimal | None]:
+    """How many earlier amounts, and their median (None without any): exact, the mean of the
+    two middle amounts of an even count in Decimal, never a float."""
+    if not amounts:
+        return 0, None
     ordered = sorted(amounts)
-    return middle(ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2])
+    return len(ordered), middle(ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2])
 
 
 def middle(lower: int, upper: int) -> Decimal:
@@ -165,11 +163,9 @@ def middle(lower: int, upper: int) -> Decimal:
 
 
 def amount_outlier(f: Facts, multiple: Any) -> str | None:
-    if f.trailing_sample is not None:
-        count, mid = f.trailing_sample
-        mid = mid if count >= OUTLIER_MIN_SAMPLES else None
-    else:
-        mid = trailing_median(f.trailing_amounts)
+    count, mid = f.trailing_sample
+    if count < OUTLIER_MIN_SAMPLES:
+        return None  # too few to mean anything
     if f.amount_minor is None or mid is None or mid <= 0:
         return None
     if Decimal(f.amount_minor) > Decimal(str(multiple)) * mid:

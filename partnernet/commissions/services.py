@@ -125,8 +125,7 @@ class KnownFacts:
     context: EngineContext
     nth_this_month: int | None = None
     same_ip_conversions_24h: int | None = None
-    trailing_amounts: list[int] | None = None
-    #: instead of the amounts: how many, and their median (``fraud.Facts.trailing_sample``)
+    #: the offer's trailing amounts: how many, and their median (``fraud.sample_of``)
     trailing_sample: tuple[int, Decimal | None] | None = None
     partner_conversions_today: int | None = None
 
@@ -296,16 +295,13 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerm
             Conversion.offer_id == offer.id, Conversion.ip_hash == conversion.ip_hash,
             Conversion.id != (conversion.id or 0), Conversion.created_at > at - timedelta(hours=24),
             Conversion.created_at <= at)) or 0)
-    trailing: list[int] = []
-    sample = known.trailing_sample if known is not None else None
-    if sample is not None:
-        pass
-    elif known is not None and known.trailing_amounts is not None:
-        trailing = known.trailing_amounts
+    sample: tuple[int, Decimal | None] = (0, None)
+    if known is not None and known.trailing_sample is not None:
+        sample = known.trailing_sample
     elif conversion.amount_minor is not None and on("amount_outlier"):
-        trailing = [int(a) for a in reader().execute(_TRAILING_AMOUNTS, {
+        sample = fraud.sample_of([int(a) for a in reader().execute(_TRAILING_AMOUNTS, {
             "offer_id": offer.id, "event": conversion.event, "conversion_id": conversion.id or 0,
-            "since": at - OUTLIER_LOOKBACK}).scalars().all()]
+            "since": at - OUTLIER_LOOKBACK}).scalars().all()])
     today = 0
     if known is not None and known.partner_conversions_today is not None:
         today = known.partner_conversions_today
@@ -332,7 +328,7 @@ def _facts(conversion: Conversion, click: Click | None, offer: Offer | OfferTerm
         coupon_partner_involved=(conversion.coupon_id is None or not on("coupon_leak")
                                  or _coupon_partner_involved(conversion, click, offer)),
         coupon_requires_click=bool(offer.coupon_requires_click),
-        amount_minor=conversion.amount_minor, trailing_amounts=trailing, trailing_sample=sample,
+        amount_minor=conversion.amount_minor, trailing_sample=sample,
         daily_cap=offer.daily_cap, partner_conversions_today=today)
 
 

@@ -15,7 +15,9 @@ def h(email):
     return hashlib.sha256(email.encode()).hexdigest()
 
 
-def facts(**kw):
+def facts(trailing_amounts=None, **kw):
+    if trailing_amounts is not None:
+        kw["trailing_sample"] = fraud.sample_of(trailing_amounts)
     return Facts(converted_at=NOW, **kw)
 
 
@@ -151,6 +153,6 @@ def test_the_trailing_median_is_exact_for_an_even_count_of_large_amounts():
     from decimal import Decimal
 
     big = 10**17
-    assert fraud.trailing_median([big + 1, big, big + 1, big, big, big + 1]) == Decimal(big) + Decimal("0.5")
-    assert fraud.trailing_median([5, 1, 3, 2, 4]) == 3
-    assert fraud.trailing_median([1, 2, 3, 4]) is None  # too few
+    assert fraud.sample_of([big + 1, big, big + 1, big, big, big + 1]) == (6, Decimal(big) + Decimal("0.5"))
+    assert fraud.sample_of([5, 1, 3, 2, 4]) == (5, 3)
+    assert fraud.sample_of([]) == (0, None)
