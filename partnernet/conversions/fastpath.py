@@ -21,8 +21,8 @@ One postback here is:
    ``synchronous_commit`` off) and one read statement: the click (unless buffered), the
    order's existing conversion and its commission, the partner, the partner's override,
    and what the commission engine counts (the month's conversions for tiers, the same-IP
-   conversions, the offer's trailing amounts, the partner's conversions today) — each only
-   when the engine would read it.
+   conversions, the count and median of the offer's trailing amounts, the partner's
+   conversions today) — each only when the engine would read it.
 4. The commission from the engine (``commissions.services.compute_commission`` with those
    facts: the money rules are not repeated here).
 5. PostgreSQL: one statement writes the conversion (``ON CONFLICT DO NOTHING``), its
@@ -683,8 +683,8 @@ def _sample(counted: list[int | None]) -> tuple[int, Decimal | None]:
     """(count, median) from the read's ``[count, lower middle, upper middle]`` (NULL: none)."""
     count, lower, upper = counted
     if lower is None or upper is None:
-        return int(count or 0), None
-    return int(count or 0), fraud.middle(lower, upper)
+        return int(count), None
+    return int(count), fraud.middle(lower, upper)
 
 
 _MISSING: Any = object()
