@@ -5,7 +5,8 @@
 
 It creates a database of its own on the server (dropped at the end), seeds a merchant,
 an offer, 50 partners with a link and clicks each, 20,000 past sales with their commissions
-(then ANALYZE, as a live database has statistics), starts ``gunicorn wsgi:app`` once, then drives
+(then ANALYZE, as a live database has statistics), the clicks table's day partitions over the
+default click retention (395, as a database that has run a year has), starts ``gunicorn wsgi:app`` once, then drives
 three phases of equal length with the same client processes:
 
 1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
@@ -157,15 +158,18 @@ def seed_history(merchant_id: int, offer_id: int, partner_ids: list[int], count:
         conn.execute(text("ANALYZE"))
 
 
-def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000) -> dict[str, object]:
+def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000,
+         click_days: int = 395) -> dict[str, object]:
     """Schema and data: a merchant, an offer (10 % cps), partners, their links and clicks, and
-    the program's past sales (``seed_history``)."""
+    the program's past sales (``seed_history``). The clicks table has the day partitions a live
+    database keeps: one a day over the default click retention (``click_days``)."""
     from datetime import timedelta
 
     from partnernet import clock, dbsetup, tokens
     from partnernet.accounts.services import create_merchant, create_partner
     from partnernet.app import create_app
     from partnernet.extensions import db
+    from partnernet.links import partitions
     from partnernet.links.models import Click, Link
     from partnernet.offers.schemas import OfferIn
     from partnernet.offers.services import create_offer
@@ -175,6 +179,10 @@ def seed(url: str, clicks: int, partners: int = 50, history: int = 20_000) -> di
     with app.app_context():
         db.create_all()
         dbsetup.install(db.engine)
+        with db.engine.begin() as conn:
+            today = clock.now().date()
+            for back in range(click_days):
+                partitions.create_day_partition(conn, today - timedelta(days=back))
         shop = create_merchant("Bench shop", f"bench-{uuid.uuid4().hex[:6]}@shop.example")
         offer = create_offer(shop.merchant.id, OfferIn().load({
             "name": "Bench", "landing_url": "https://shop.example/landing",

@@ -55,8 +55,6 @@ class MerchantTerms:
     fraud_settings: Any
     ip_blocklist: Any
     default_hold_days: int
-    #: The longest attribution window of the merchant's offers (clicks older cannot attribute).
-    max_window_days: int
     offers: dict[int, OfferTerms | None] = field(default_factory=dict)
     #: Whether any of the merchant's offers has plan tiers / a daily cap: when none has, the
     #: postback's read leaves those counts out (a plan or offer change replaces the version).

@@ -289,3 +289,79 @@ def test_a_failure_after_the_conversion_is_recorded_is_a_500_and_the_retry_a_dup
     retry = client.get("/postback", query_string=sale(shop, "W-1"))
     assert retry.status_code == 200 and retry.get_json()["status"] == "duplicate"
     assert outcomes() == ["accepted", "duplicate"]
+
+
+# -- clicks are read from their day's partition alone ------------------------------------------
+
+def _partition(day):
+    from sqlalchemy import text
+
+    from partnernet.extensions import db
+    from partnernet.links import partitions
+
+    with db.engine.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        partitions.create_day_partition(conn, day)
+    return partitions.partition_name(day)
+
+
+def _drop(*names):
+    from sqlalchemy import text
+
+    from partnernet.extensions import db
+
+    with db.engine.begin() as conn:
+        for name in names:
+            conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+
+
+def test_postbacks_do_not_wait_behind_maintenance_of_other_days_partitions(
+        fast, shop, monkeypatch, database_url):
+    """Retention dropping an old day's partition holds an exclusive lock on it. A postback's
+    click is read from its own day's partition (a generic plan on the partitioned table would
+    lock every partition, and wait here), and the fast path answers it meanwhile."""
+    import threading
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    clicked = _partition((NOW - timedelta(days=2)).date())  # moves the shop's clicks there
+    old = _partition((NOW - timedelta(days=300)).date())
+    view_must_not_run(monkeypatch)
+    client = fast.test_client()
+    answers = []
+    maintenance = psycopg.connect(make_url(database_url).set(drivername="postgresql")
+                                  .render_as_string(hide_password=False))
+    try:
+        maintenance.execute(f'LOCK TABLE "{old}" IN ACCESS EXCLUSIVE MODE')  # held: no commit
+        worker = threading.Thread(target=lambda: answers.append(
+            client.get("/postback", query_string=sale(shop, "P-1"))))
+        worker.start()
+        worker.join(timeout=20)
+        assert not worker.is_alive(), "the postback waited for a lock on another day's partition"
+    finally:
+        maintenance.rollback()
+        maintenance.close()
+        worker.join(timeout=20)
+    assert answers[0].status_code == 200 and answers[0].get_json()["status"] == "accepted"
+    _drop(clicked, old)
+
+
+def test_a_click_whose_partition_was_dropped_is_answered_by_the_view(fast, shop):
+    """The fast path knows the partitions by name; one dropped since (retention, its clicks
+    with it) is not an error: the view answers the postback, logged once."""
+    gone = make_click_row(shop.offer, shop.partner_id, at=NOW - timedelta(days=5))
+    gone_id = gone.id
+    from partnernet.extensions import db
+
+    db.session.commit()
+    name = _partition((NOW - timedelta(days=5)).date())
+    client = fast.test_client()
+    assert client.get("/postback", query_string=sale(shop, "D-1")).status_code == 200  # names loaded
+    _drop(name)
+    r = client.get("/postback", query_string={**sale(shop, "D-2"), "click_id": gone_id})
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "unattributed"
+    # the fast path reads the names again: the next postback is its own again
+    assert client.get("/postback", query_string=sale(shop, "D-3", click=1)).get_json()[
+        "status"] == "accepted"
+    assert outcomes() == ["accepted", "unattributed", "accepted"]
