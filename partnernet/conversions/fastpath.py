@@ -265,6 +265,8 @@ def read_sql(click_table: str | None, tiers: bool, dup_ip: bool, outlier: bool, 
     key = (click_table, tiers, dup_ip, outlier, cap)
     text = _READS.get(key)
     if text is None:
+        if len(_READS) > 1024:  # a statement a day and flag set: months of uptime
+            _READS.clear()
         q = sql()
         click = q["click_from_buffer"] if click_table is None else \
             q["click_from_table"].format(table=f'"{_checked_table(click_table)}"')
@@ -294,9 +296,11 @@ class ClickTables:
     Never the partitioned ``clicks`` table itself. The statements here are prepared with a
     generic plan, and a generic plan on a partitioned table prunes partitions only when it
     runs: it still locks every partition and every index of theirs on each execution. With
-    the default click retention (395 days, a partition a day) that was ~2,900 locks per
-    postback, 0.7 ms of PostgreSQL CPU instead of 0.5, the shared lock table filling under
-    concurrency, and every postback waiting behind retention dropping an old partition.
+    the default click retention (395 days, a partition a day) that was 2,866 locks a
+    postback (eight at once: more than a default lock table is sized for, 64 × 100
+    connections), 0.90 ms of PostgreSQL CPU a new postback instead of 0.64
+    (``benchmarks/postback.py``), and every postback waiting while retention dropped an old
+    day's partition.
 
     The names are PostgreSQL's own (``pg_inherits``), loaded on first use and again when a day
     is missing (at most once a ``REFRESH`` seconds): partitions are made days ahead, so a
