@@ -6,8 +6,9 @@
 It creates a database of its own on the server (dropped at the end), seeds a merchant,
 an offer, 50 partners with a link and clicks each, 20,000 past sales with their commissions
 (then ANALYZE, as a live database has statistics), the clicks table's day partitions over the
-default click retention (395, as a database that has run a year has), starts ``gunicorn wsgi:app`` once, then drives
-three phases of equal length with the same client processes:
+default click retention (395, as a database that has run a year has), starts
+``gunicorn wsgi:app`` once, then drives three phases of equal length with the same client
+processes:
 
 1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
    redirect uses the bare ``/healthz`` Flask route instead, and says so);
