@@ -26,6 +26,11 @@ class Commission(db.Model):
         Index("ix_commissions_merchant_partner_status", "merchant_id", "partner_id", "status"),
         # One CPC accrual per partner × offer × day (conversions have accrual_date NULL).
         UniqueConstraint("offer_id", "partner_id", "accrual_date", name="uq_commissions_cpc_day"),
+        # A merchant's accruals (CPC, CPM: no conversion) by day, for the report rollups; a
+        # conversion's commission is not in it (nothing written to it on a postback).
+        Index("ix_commissions_accruals_merchant_created", "merchant_id", "created_at",
+              postgresql_where=text("conversion_id IS NULL"),
+              sqlite_where=text("conversion_id IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

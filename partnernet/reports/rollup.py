@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Date,
+    String,
     and_,
     case,
     cast,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     type_coerce,
@@ -234,42 +236,68 @@ def raw_conversion_select(dims: Sequence[str], scope: Scope | None, day_range: t
     return stmt.where(*where).group_by(*group)
 
 
+def _commission_rows(scope: Scope | None, day_range: tuple[date, date] | None,
+                     merchant_id: int | None) -> Any:
+    """Each commission with the day it counts on (``happened``), its event and its click: the
+    conversion's for a conversion's commission, its own (event ``_cpc``) for an accrual.
+
+    Two branches, so that each day filter is one an index serves: the conversions of a
+    merchant's day (``ix_conversions_merchant_created``, then each one's commission by
+    ``conversion_id``) and the accruals of the day (``ix_commissions_accruals_merchant_created``).
+    One filter on ``coalesce(conversion day, commission day)`` across an outer join read every
+    commission the merchant ever had to recompute one day."""
+    cv = aliased(Conversion)
+    own = [Commission.merchant_id, Commission.offer_id, Commission.partner_id,
+           Commission.currency, Commission.status, Commission.amount_minor,
+           Commission.reversed_minor]
+    of_conversions = (select(*own, cv.event.label("event"), cv.click_id.label("click_id"),
+                             cv.created_at.label("happened"))
+                      .select_from(Commission).join(cv, cv.id == Commission.conversion_id))
+    accruals = (select(*own, literal(CPC_EVENT, String(64)).label("event"),
+                       cast(null(), String(32)).label("click_id"),
+                       Commission.created_at.label("happened"))
+                .where(Commission.conversion_id.is_(None)))
+    branches = []
+    for stmt, happened, merchant in ((of_conversions, cv.created_at, cv.merchant_id),
+                                     (accruals, Commission.created_at, Commission.merchant_id)):
+        where = []
+        if scope is not None:
+            where += scope.where(Commission.merchant_id, Commission.partner_id)
+        if merchant_id is not None:
+            # the conversion's merchant too (the same one): what the index is looked up by
+            where += [Commission.merchant_id == merchant_id, merchant == merchant_id]
+        if day_range is not None:
+            where += [happened >= day_start(day_range[0]),
+                      happened < day_start(day_range[1] + timedelta(days=1))]
+        branches.append(stmt.where(*where))
+    return union_all(*branches).subquery("cm")
+
+
 def raw_commission_select(dims: Sequence[str], scope: Scope | None, day_range: tuple[date, date]
                           | None = None, filters: dict[str, Any] | None = None,
                           merchant_id: int | None = None, lookup: bool = False) -> Any:
     """Commission sums by ``dims``, event and commission currency; the day is the
     conversion's (a CPC accrual's own day, under event ``_cpc``)."""
-    cv = aliased(Conversion)
-    ck, join_click = _click_of(cv.click_id, lookup)
+    cm = _commission_rows(scope, day_range, merchant_id)
+    ck, join_click = _click_of(cm.c.click_id, lookup)
     subs = [ck.sub1, ck.sub2, ck.sub3, ck.sub4, ck.sub5]
-    happened = func.coalesce(cv.created_at, Commission.created_at)
-    cols = dict(day=day_of(happened), merchant=Commission.merchant_id, offer=Commission.offer_id,
-                partner=Commission.partner_id, subs=subs, country=ck.country,
+    cols = dict(day=day_of(cm.c.happened), merchant=cm.c.merchant_id, offer=cm.c.offer_id,
+                partner=cm.c.partner_id, subs=subs, country=ck.country,
                 channel=Partner.channel_type)
-    group = _dims(dims, **cols) + [func.coalesce(cv.event, CPC_EVENT).label("event"),
-                                   Commission.currency.label("currency")]
-    live = Commission.status != "rejected"
+    group = _dims(dims, **cols) + [cm.c.event.label("event"), cm.c.currency.label("currency")]
+    live = cm.c.status != "rejected"
     stmt = (select(*group,
-                   _summed(case((live, Commission.amount_minor), else_=0)).label("commission_minor"),
-                   _summed(case((live, Commission.reversed_minor), else_=0)).label("reversed_minor"),
-                   _counted(Commission.status == "held").label("held_commissions"),
-                   _counted(Commission.status == "rejected").label("rejected_commissions"))
-            .select_from(Commission)
-            .outerjoin(cv, cv.id == Commission.conversion_id))
+                   _summed(case((live, cm.c.amount_minor), else_=0)).label("commission_minor"),
+                   _summed(case((live, cm.c.reversed_minor), else_=0)).label("reversed_minor"),
+                   _counted(cm.c.status == "held").label("held_commissions"),
+                   _counted(cm.c.status == "rejected").label("rejected_commissions"))
+            .select_from(cm))
     if _needs_click(dims, filters):
         stmt = join_click(stmt)
     if "channel" in dims or (filters or {}).get("channel") is not None:
-        stmt = stmt.join(Partner, Partner.id == Commission.partner_id)
-    where = []
-    if scope is not None:
-        where += scope.where(Commission.merchant_id, Commission.partner_id)
-    if merchant_id is not None:
-        where.append(Commission.merchant_id == merchant_id)
-    if day_range is not None:
-        where += [happened >= day_start(day_range[0]),
-                  happened < day_start(day_range[1] + timedelta(days=1))]
-    where += _filters(filters or {}, offer=Commission.offer_id, partner=Commission.partner_id,
-                      subs=subs, country=ck.country, channel=Partner.channel_type)
+        stmt = stmt.join(Partner, Partner.id == cm.c.partner_id)
+    where = _filters(filters or {}, offer=cm.c.offer_id, partner=cm.c.partner_id,
+                     subs=subs, country=ck.country, channel=Partner.channel_type)
     return stmt.where(*where).group_by(*group)
 
 

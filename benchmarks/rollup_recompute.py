@@ -1,0 +1,133 @@
+"""How a day's commission rollup recompute grows with the merchant's history.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python benchmarks/rollup_recompute.py
+
+The rollup job recomputes each (merchant, day) whose conversions or commissions changed: on a
+busy program, today's, for every active merchant, on every run. This script makes a database
+of its own (dropped at the end) with one merchant, ``--today`` sales with their commissions
+today, then times ``recompute_money_day(merchant, today)`` (median of five) with
+``--small`` past sales in the history, adds past sales up to ``--large`` (all before today,
+so today's rows stay the same) and times it again. It prints both and their ratio: near 1
+when the recompute reads the day's rows, near large ÷ small when it reads the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def add_sales(merchant_id: int, offer_id: int, partner_ids: list[int], first: int, count: int,
+              days_back: str) -> None:
+    """``count`` sales (numbered from ``first``) with their commissions, ``days_back`` an SQL
+    expression of g giving whole days before now (0: today)."""
+    from sqlalchemy import text
+
+    from partnernet.extensions import db
+
+    db.session.execute(text(
+        "INSERT INTO conversions (merchant_id, offer_id, partner_id, event, order_id, amount_minor, "
+        " currency, refunded_minor, status, created_at, updated_at) "
+        "SELECT :m, :o, (:p)[1 + g % cardinality(:p)], 'sale', 'o-' || g, 1000 + g % 9000, 'USD', 0, "
+        f" 'approved', date_trunc('day', now()) - ({days_back}) * interval '1 day' "
+        "  + (g % 1000) * interval '1 minute', now() "
+        "FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) AS g"),
+        {"m": merchant_id, "o": offer_id, "p": partner_ids, "a": first, "b": first + count - 1})
+    db.session.execute(text(
+        "INSERT INTO commissions (merchant_id, partner_id, offer_id, conversion_id, kind, amount_minor, "
+        " currency, reversed_minor, status, hold_until, flags, created_at, updated_at) "
+        "SELECT merchant_id, partner_id, offer_id, id, 'conversion', amount_minor / 10, currency, 0, "
+        " 'approved', created_at + interval '30 days', '[]', created_at, created_at "
+        "FROM conversions c WHERE merchant_id = :m AND order_id >= 'o-' AND NOT EXISTS "
+        " (SELECT 1 FROM commissions k WHERE k.conversion_id = c.id)"), {"m": merchant_id})
+    db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE conversions"))
+        conn.execute(text("VACUUM ANALYZE commissions"))
+
+
+def timed(merchant_id: int) -> float:
+    from partnernet import clock
+    from partnernet.extensions import db
+    from partnernet.reports import rollup
+
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        rollup.recompute_money_day(merchant_id, clock.now().date())
+        runs.append(time.perf_counter() - started)
+        db.session.rollback()
+    return statistics.median(runs) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--today", type=int, default=2000)
+    parser.add_argument("--small", type=int, default=50_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from partnernet.config import normalize_database_url
+
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith(("postgres://", "postgresql")):
+        raise SystemExit("set DATABASE_URL to a PostgreSQL server (the benchmark makes its own database)")
+    base = make_url(normalize_database_url(base_url))
+    name = f"pn_bench_rollup_{os.getpid()}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        from partnernet import dbsetup
+        from partnernet.accounts.services import create_merchant, create_partner
+        from partnernet.app import create_app
+        from partnernet.extensions import db
+        from partnernet.offers.schemas import OfferIn
+        from partnernet.offers.services import create_offer
+
+        url = base.set(database=name).render_as_string(hide_password=False)
+        app = create_app({"DATABASE_URL": url, "REDIS_URL": None, "SECRET_KEY": "x" * 40,
+                          "TESTING": True})
+        with app.app_context():
+            db.create_all()
+            dbsetup.install(db.engine)
+            shop = create_merchant("Rollup shop", "rollup@shop.example")
+            offer = create_offer(shop.merchant.id, OfferIn().load({
+                "name": "Bench", "landing_url": "https://shop.example/",
+                "plans": [{"event": "sale", "type": "cps", "percent": "10"}]}))
+            partners = [create_partner(shop.merchant.id, email=f"p{i}@partner.example",
+                                       name=f"P {i}")[0].id for i in range(50)]
+            db.session.commit()
+            m = shop.merchant.id
+            add_sales(m, offer.id, partners, 1, args.today, "0")
+            add_sales(m, offer.id, partners, 10_000_000, args.small, "1 + g % 400")
+            small = timed(m)
+            print(f"{args.today:,} sales today, {args.small:,} before: recompute of today "
+                  f"{small:.1f} ms", flush=True)
+            add_sales(m, offer.id, partners, 20_000_000, args.large - args.small, "1 + g % 400")
+            large = timed(m)
+            print(f"{args.today:,} sales today, {args.large:,} before: recompute of today "
+                  f"{large:.1f} ms", flush=True)
+            print(f"large history / small history: {large / small:5.2f}  "
+                  f"(1 = the day's rows only; {args.large / args.small:.0f} = the history)")
+            db.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
