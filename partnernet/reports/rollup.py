@@ -258,14 +258,16 @@ def _commission_rows(scope: Scope | None, day_range: tuple[date, date] | None,
                        Commission.created_at.label("happened"))
                 .where(Commission.conversion_id.is_(None)))
     branches = []
-    for stmt, happened, merchant in ((of_conversions, cv.created_at, cv.merchant_id),
-                                     (accruals, Commission.created_at, Commission.merchant_id)):
+    # On the conversion's merchant and partner too (the same ones): what its index is looked
+    # up by.
+    for stmt, happened, owners in ((of_conversions, cv.created_at, (Commission, cv)),
+                                   (accruals, Commission.created_at, (Commission,))):
         where = []
-        if scope is not None:
-            where += scope.where(Commission.merchant_id, Commission.partner_id)
-        if merchant_id is not None:
-            # the conversion's merchant too (the same one): what the index is looked up by
-            where += [Commission.merchant_id == merchant_id, merchant == merchant_id]
+        for owner in owners:
+            if scope is not None:
+                where += scope.where(owner.merchant_id, owner.partner_id)
+            if merchant_id is not None:
+                where.append(owner.merchant_id == merchant_id)
         if day_range is not None:
             where += [happened >= day_start(day_range[0]),
                       happened < day_start(day_range[1] + timedelta(days=1))]
