@@ -74,19 +74,12 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from benchmarks.redirect import create_database, drop_database
 
-    from partnernet.config import normalize_database_url
-
-    base_url = os.environ.get("DATABASE_URL", "")
-    if not base_url.startswith(("postgres://", "postgresql")):
+    admin_url = os.environ.get("DATABASE_URL", "")
+    if not admin_url.startswith(("postgres://", "postgresql")):
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (the benchmark makes its own database)")
-    base = make_url(normalize_database_url(base_url))
-    name = f"pn_bench_rollup_{os.getpid()}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = create_database(admin_url)
     try:
         from partnernet import dbsetup
         from partnernet.accounts.services import create_merchant, create_partner
@@ -95,7 +88,6 @@ def main() -> None:
         from partnernet.offers.schemas import OfferIn
         from partnernet.offers.services import create_offer
 
-        url = base.set(database=name).render_as_string(hide_password=False)
         app = create_app({"DATABASE_URL": url, "REDIS_URL": None, "SECRET_KEY": "x" * 40,
                           "TESTING": True})
         with app.app_context():
@@ -122,11 +114,7 @@ def main() -> None:
                   f"(1 = the day's rows only; {args.large / args.small:.0f} = the history)")
             db.engine.dispose()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        drop_database(admin_url, url)
 
 
 if __name__ == "__main__":
