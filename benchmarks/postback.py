@@ -7,7 +7,7 @@ It creates a database of its own on the server (dropped at the end), seeds a mer
 an offer, 50 partners with a link and clicks each, 20,000 past sales with their commissions
 (then ANALYZE, as a live database has statistics), the clicks table's day partitions over the
 default click retention (395, as a database that has run a year has), starts
-``gunicorn wsgi:app`` once, then drives three phases of equal length with the same client
+``gunicorn wsgi:app`` once, then drives four phases of equal length with the same client
 processes:
 
 1. the baseline: ``GET /r/<code>`` (the redirect; ``--baseline healthz`` or a missing
@@ -16,6 +16,9 @@ processes:
    attribution, commission, outcome: two commits);
 3. duplicate postbacks: orders already recorded in phase 2;
 4. for context, the bare ``/healthz`` Flask route.
+
+Phases 1 and 2 are cut into ``--rounds`` (4) alternating rounds and summed: the speed of a
+shared host drifts over seconds, and alternating puts a drift on both sides of the ratio.
 
 It prints requests/s per phase and the ratios the issue asks for:
 new ÷ redirect ≥ 0.25 and duplicate ÷ new ≥ 1. Because the machine may be shared, it also
@@ -96,13 +99,38 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class Tally:
+    """Requests, time, statuses and watched CPU summed over the rounds of one kind of phase."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.elapsed = 0.0
+        self.statuses: dict[int, int] = {}
+        self.cpu: dict[str, float] = {}
+
+    def rate(self) -> float:
+        return self.requests / self.elapsed if self.elapsed else 0.0
+
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU per request in ms by label, and their sum under "total"."""
+        per = {label: seconds / self.requests * 1000 for label, seconds in self.cpu.items()} \
+            if self.requests else {}
+        return {**per, "total": sum(per.values())} if per else {}
+
+    def line(self, name: str) -> str:
+        per = self.cpu_ms()
+        cpu = ("   CPU/request: " + ", ".join(f"{label} {ms:.2f} ms" for label, ms in per.items()
+                                             if label != "total")) if per else ""
+        return f"  {name:<22} {self.rate():8.0f} req/s   statuses {dict(sorted(self.statuses.items()))}{cpu}"
+
+
 def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
           threads: int, watch: dict[str, object] | None = None,
-          cpu_out: dict[str, float] | None = None) -> tuple[float, dict[int, int]]:
+          tally: Tally | None = None) -> tuple[float, dict[int, int]]:
     """Run one phase with one client process per path set; answer (req/s, status counts).
 
-    ``watch``: {label: callable returning pids} whose CPU per request is printed too (and
-    put in ``cpu_out``, in ms, with their sum under "total").
+    ``watch``: {label: callable returning pids} whose CPU per request is printed too;
+    ``tally`` adds the phase to a sum over rounds.
     """
     before = {label: (get, cpu_seconds(get())) for label, get in (watch or {}).items()}  # type: ignore[operator]
     queue: mp.Queue = mp.Queue()
@@ -119,14 +147,19 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
         p.join()
     elapsed = time.monotonic() - started
     rate = sum(totals.values()) / elapsed
+    used = {label: cpu_seconds(get()) - start for label, (get, start) in before.items()}  # type: ignore[operator]
+    if tally is not None:
+        tally.requests += sum(totals.values())
+        tally.elapsed += elapsed
+        for status, n in totals.items():
+            tally.statuses[status] = tally.statuses.get(status, 0) + n
+        for label, seconds_used in used.items():
+            tally.cpu[label] = tally.cpu.get(label, 0.0) + seconds_used
     cpu = ""
     if before and sum(totals.values()):
         n = sum(totals.values())
-        per = {label: (cpu_seconds(get()) - start) / n * 1000  # type: ignore[operator]
-               for label, (get, start) in before.items()}
+        per = {label: seconds_used / n * 1000 for label, seconds_used in used.items()}
         cpu = "   CPU/request: " + ", ".join(f"{label} {ms:.2f} ms" for label, ms in per.items())
-        if cpu_out is not None:
-            cpu_out.update(per, total=sum(per.values()))
     print(f"  {name:<22} {rate:8.0f} req/s   statuses {dict(sorted(totals.items()))}{cpu}",
           flush=True)
     return rate, totals
@@ -238,6 +271,8 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating rounds the baseline and new-postback phases are cut into")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--threads", type=int, default=4, help="connections per client process")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
@@ -301,25 +336,35 @@ def main() -> None:
         clicks = data["click_ids"]
         run = uuid.uuid4().hex[:6]
 
-        def postbacks(client: int, count: int) -> list[str]:
+        def postbacks(client: int, round_: int, count: int) -> list[str]:
             return ["/postback?" + urlencode({
                 "token": token, "click_id": clicks[(client * count + i) % len(clicks)],
-                "order_id": f"{run}-{client}-{i}", "amount": "49.90"}) for i in range(count)]
+                "order_id": f"{run}-{round_}-{client}-{i}", "amount": "49.90"}) for i in range(count)]
 
+        rounds = max(1, args.rounds)
         print(f"gunicorn: {args.workers} workers x {args.worker_threads} threads (gthread); "
               f"clients: {args.clients} processes x {args.threads} keep-alive connections; "
-              f"{args.seconds:.0f} s per phase; Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
+              f"{args.seconds:.0f} s per phase, the first two in {rounds} alternating rounds; "
+              f"Redis: {'yes' if os.environ.get('REDIS_URL') else 'no'}")
         phase("warm-up", args.port, [[baseline_path]] * args.clients, 1.5, args.threads)
-        base_cpu: dict[str, float] = {}
-        new_cpu: dict[str, float] = {}
-        base_rate, _ = phase(baseline_name, args.port, [[baseline_path]] * args.clients,
-                             args.seconds, args.threads, watch, base_cpu)
-        # Enough distinct orders that no client wraps around within the phase.
-        per_client = 200_000
-        new_sets = [postbacks(c, per_client) for c in range(args.clients)]
-        new_rate, new_status = phase("new postbacks", args.port, new_sets, args.seconds, args.threads,
-                                     watch, new_cpu)
-        # The first half of each client's share surely got recorded: repeat those.
+        # The baseline and the new postbacks alternate in short rounds: the host's speed
+        # drifts over seconds (other work on a shared machine), and a drift then weighs on
+        # both sides of the ratio alike instead of on whichever phase it fell in.
+        base_tally, new_tally = Tally(), Tally()
+        for round_ in range(rounds):
+            tag = f" {round_ + 1}/{rounds}" if rounds > 1 else ""
+            phase(baseline_name + tag, args.port, [[baseline_path]] * args.clients,
+                  args.seconds / rounds, args.threads, watch, tally=base_tally)
+            # Enough distinct orders that no client wraps around within the round.
+            new_sets = [postbacks(c, round_, 50_000) for c in range(args.clients)]
+            _, new_status = phase("new postbacks" + tag, args.port, new_sets, args.seconds / rounds,
+                                  args.threads, watch, tally=new_tally)
+        if rounds > 1:
+            print(base_tally.line(baseline_name + " (all)"))
+            print(new_tally.line("new postbacks (all)"))
+        base_rate, new_rate = base_tally.rate(), new_tally.rate()
+        base_cpu, new_cpu = base_tally.cpu_ms(), new_tally.cpu_ms()
+        # The first half of each client's share of the last round surely got recorded: repeat those.
         done = max(1, new_status.get(200, 0) // args.clients // 2)
         dup_sets = [paths[:min(done, 2000)] for paths in new_sets]
         dup_rate, dup_status = phase("duplicate postbacks", args.port, dup_sets, args.seconds,
@@ -339,7 +384,7 @@ def main() -> None:
             print(f"{baseline_name} CPU / new postback CPU (gunicorn + postgres): "
                   f"{base_cpu['total']:.2f} / {new_cpu['total']:.2f} ms = "
                   f"{base_cpu['total'] / new_cpu['total']:5.2f}  (the same ratio in CPU)")
-        bad = {s: n for s, n in {**new_status, **dup_status}.items() if s != 200}
+        bad = {s: n for s, n in {**new_tally.statuses, **dup_status}.items() if s != 200}
         if bad:
             print(f"non-200 answers during postback phases: {bad}")
     finally:
