@@ -165,11 +165,17 @@ def phase(name: str, port: int, path_sets: list[list[str]], seconds: float,
     return rate, totals
 
 
-def seed_history(merchant_id: int, offer_id: int, partner_ids: list[int], count: int) -> None:
-    """The program's past: ``count`` sales with their commissions over the last 60 days, then
+#: When ``seed_history``'s sale number g happened, by default: over the last 60 days.
+LAST_60_DAYS = "now() - (g % 60) * interval '1 day' - (g % 1440) * interval '1 minute'"
+
+
+def seed_history(merchant_id: int, offer_id: int, partner_ids: list[int], count: int,
+                 first: int = 1, happened: str = LAST_60_DAYS) -> None:
+    """The program's past: ``count`` sales (numbered from ``first``) with their commissions,
+    each at ``happened`` (an SQL expression of g; by default over the last 60 days), then
     ANALYZE — a live database has both, so the dedupe look-up, the outlier rule's amounts and
     the tier counts run against a real table with real statistics, not an empty one (whose
-    plans would be made for zero rows and kept)."""
+    plans would be made for zero rows and kept). Called again, it adds to the history."""
     from sqlalchemy import text
 
     from partnernet.extensions import db
@@ -178,15 +184,16 @@ def seed_history(merchant_id: int, offer_id: int, partner_ids: list[int], count:
         "INSERT INTO conversions (merchant_id, offer_id, partner_id, event, order_id, amount_minor, "
         " currency, refunded_minor, status, created_at, updated_at) "
         "SELECT :m, :o, (:p)[1 + g % cardinality(:p)], 'sale', 'history-' || g, 1000 + g % 9000, "
-        " 'USD', 0, 'approved', now() - (g % 60) * interval '1 day' - (g % 1440) * interval '1 minute', "
-        " now() - (g % 60) * interval '1 day' "
-        "FROM generate_series(1, :n) AS g"), {"m": merchant_id, "o": offer_id, "p": partner_ids, "n": count})
+        f" 'USD', 0, 'approved', {happened}, {happened} "  # noqa: S608 - an expression from the caller's code
+        "FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) AS g"),
+        {"m": merchant_id, "o": offer_id, "p": partner_ids, "a": first, "b": first + count - 1})
     db.session.execute(text(
         "INSERT INTO commissions (merchant_id, partner_id, offer_id, conversion_id, kind, amount_minor, "
         " currency, reversed_minor, status, hold_until, flags, created_at, updated_at) "
         "SELECT merchant_id, partner_id, offer_id, id, 'conversion', amount_minor / 10, currency, 0, "
         " 'approved', created_at + interval '30 days', '[]', created_at, created_at "
-        "FROM conversions WHERE merchant_id = :m"), {"m": merchant_id})
+        "FROM conversions c WHERE merchant_id = :m "
+        " AND NOT EXISTS (SELECT 1 FROM commissions k WHERE k.conversion_id = c.id)"), {"m": merchant_id})
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))

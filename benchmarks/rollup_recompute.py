@@ -24,33 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def add_sales(merchant_id: int, offer_id: int, partner_ids: list[int], first: int, count: int,
-              days_back: str) -> None:
-    """``count`` sales (numbered from ``first``) with their commissions, ``days_back`` an SQL
-    expression of g giving whole days before now (0: today)."""
-    from sqlalchemy import text
-
-    from partnernet.extensions import db
-
-    db.session.execute(text(
-        "INSERT INTO conversions (merchant_id, offer_id, partner_id, event, order_id, amount_minor, "
-        " currency, refunded_minor, status, created_at, updated_at) "
-        "SELECT :m, :o, (:p)[1 + g % cardinality(:p)], 'sale', 'o-' || g, 1000 + g % 9000, 'USD', 0, "
-        f" 'approved', date_trunc('day', now()) - ({days_back}) * interval '1 day' "
-        "  + (g % 1000) * interval '1 minute', now() "
-        "FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) AS g"),
-        {"m": merchant_id, "o": offer_id, "p": partner_ids, "a": first, "b": first + count - 1})
-    db.session.execute(text(
-        "INSERT INTO commissions (merchant_id, partner_id, offer_id, conversion_id, kind, amount_minor, "
-        " currency, reversed_minor, status, hold_until, flags, created_at, updated_at) "
-        "SELECT merchant_id, partner_id, offer_id, id, 'conversion', amount_minor / 10, currency, 0, "
-        " 'approved', created_at + interval '30 days', '[]', created_at, created_at "
-        "FROM conversions c WHERE merchant_id = :m AND order_id >= 'o-' AND NOT EXISTS "
-        " (SELECT 1 FROM commissions k WHERE k.conversion_id = c.id)"), {"m": merchant_id})
-    db.session.commit()
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE conversions"))
-        conn.execute(text("VACUUM ANALYZE commissions"))
+def days_ago(days: str) -> str:
+    """When sale g happened: ``days`` (an SQL expression of g) whole days before today, at a
+    minute of the day that g picks."""
+    return f"date_trunc('day', now()) - ({days}) * interval '1 day' + (g % 1000) * interval '1 minute'"
 
 
 def timed(merchant_id: int) -> float:
@@ -74,6 +51,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000)
     args = parser.parse_args()
 
+    from benchmarks.postback import seed_history
     from benchmarks.redirect import create_database, drop_database
 
     admin_url = os.environ.get("DATABASE_URL", "")
@@ -101,12 +79,14 @@ def main() -> None:
                                        name=f"P {i}")[0].id for i in range(50)]
             db.session.commit()
             m = shop.merchant.id
-            add_sales(m, offer.id, partners, 1, args.today, "0")
-            add_sales(m, offer.id, partners, 10_000_000, args.small, "1 + g % 400")
+            seed_history(m, offer.id, partners, args.today, happened=days_ago("0"))
+            seed_history(m, offer.id, partners, args.small, first=10_000_000,
+                         happened=days_ago("1 + g % 400"))
             small = timed(m)
             print(f"{args.today:,} sales today, {args.small:,} before: recompute of today "
                   f"{small:.1f} ms", flush=True)
-            add_sales(m, offer.id, partners, 20_000_000, args.large - args.small, "1 + g % 400")
+            seed_history(m, offer.id, partners, args.large - args.small, first=20_000_000,
+                         happened=days_ago("1 + g % 400"))
             large = timed(m)
             print(f"{args.today:,} sales today, {args.large:,} before: recompute of today "
                   f"{large:.1f} ms", flush=True)
