@@ -40,4 +40,4 @@ def ascii_key(length: int) -> String:
     """A column of ASCII tokens (ids, hashes) compared only for equality: byte order ("C")
     on PostgreSQL, which makes its indexes much cheaper to maintain than a linguistic
     collation (the click flush's COPY is bound by index upkeep); plain elsewhere."""
-    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+    return String(length).with_variant(String(length, collation="C"), "postgresql")

@@ -193,7 +193,8 @@ def handle_database_unavailable(error: Exception) -> Response:
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection is gone; the session is reset on remove()
-        db.session.invalidate()
+        # The scoped session proxies rollback() but not invalidate(): call it on the Session itself.
+        db.session().invalidate()
     log.warning("database unavailable on %s %s: %s", request.method, request.path,
                 error.__class__.__name__)
     return render_error(503, "service_unavailable",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -57,6 +57,21 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 api = PartnernetApi()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# The models' base class. ``db.Model`` is made at run time, so mypy cannot take it as a base class
+# (python/mypy#8603: it reports `Name "db.Model" is not defined` and types every model as Any).
+# What the checker is given is what Flask-SQLAlchemy builds from ``Base``: its ``Model`` mixin
+# (``query``, ``__fsa__``) on ``Base``'s declarative base, metadata and registry.
+if TYPE_CHECKING:
+    from flask_sqlalchemy.model import Model as _FSAModel
+    from sqlalchemy import Table
+
+    class Model(_FSAModel, Base):
+        #: Every model names its ``__tablename__``, so it maps a Table (DeclarativeBase
+        #: declares the wider FromClause, which Core's insert()/update() do not accept).
+        __table__: ClassVar[Table]
+else:
+    Model = db.Model
 
 
 _T = TypeVar("_T")

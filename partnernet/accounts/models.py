@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnernet import clock
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 ROLES = ("admin", "merchant", "partner")
 CHANNEL_TYPES = (
@@ -20,7 +20,7 @@ CHANNEL_TYPES = (
 )
 
 
-class Merchant(db.Model):
+class Merchant(Model):
     """A program: its currency, holds, payout minimum, postback credentials and fraud settings."""
 
     __tablename__ = "merchants"
@@ -47,7 +47,7 @@ class Merchant(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class Partner(db.Model):
+class Partner(Model):
     """An affiliate, influencer or publisher; may belong to several merchants' programs."""
 
     __tablename__ = "partners"
@@ -66,7 +66,7 @@ class Partner(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who logs in: network admin, merchant staff or partner."""
 
     __tablename__ = "users"
@@ -95,7 +95,7 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """A bearer key for ``/api/v1``: random, stored hashed, shown once, revocable."""
 
     __tablename__ = "api_keys"
@@ -112,7 +112,7 @@ class ApiKey(db.Model):
 
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """Who did what security-relevant thing, when, from where (logins, approvals, rotations)."""
 
     __tablename__ = "audit_events"

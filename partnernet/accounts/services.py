@@ -109,7 +109,7 @@ def revoke_api_key(merchant_id: int, key_id: int) -> None:
 
 def verify_login(email: str, password: str) -> User | None:
     """The user for an email and password, counting failures and locking out after 5."""
-    user = db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    user: User | None = db.session.scalar(select(User).where(User.email == normalize_email(email)))
     now = clock.now()
     if user is None or not user.password_hash:
         # Same work either way, so timing does not reveal which emails exist.

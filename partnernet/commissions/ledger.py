@@ -115,9 +115,9 @@ def verify_ledger(merchant_id: int | None = None) -> list[Difference]:
     for c in db.session.scalars(c_stmt.execution_options(yield_per=2000)):
         expected = expected_commission_entries(c.status, c.approved_at is not None,
                                                c.amount_minor, c.reversed_minor)
-        actual = int(entry_sums.get(c.id) or 0)
-        if expected != actual:
-            diffs.append(Difference("commission", c.id, expected, actual))
+        posted = int(entry_sums.get(c.id) or 0)
+        if expected != posted:
+            diffs.append(Difference("commission", c.id, expected, posted))
         per_account[(c.merchant_id, c.partner_id, c.currency)] += expected
 
     mismatched = select(LedgerEntry.id).join(
@@ -132,12 +132,15 @@ def verify_ledger(merchant_id: int | None = None) -> list[Difference]:
     try:
         from partnernet.payouts.models import Payout
     except ImportError:  # pragma: no cover - the payouts feature is optional here
-        Payout = None  # noqa: N806
-    if Payout is not None:
+        has_payouts = False
+    else:
+        has_payouts = True
+    if has_payouts:
         p_stmt = select(Payout)
         if merchant_id is not None:
             p_stmt = p_stmt.where(Payout.merchant_id == merchant_id)
-        sums: dict[tuple[int, str], int] = {
+        # (payout_id, kind): the ids are never NULL here (``is_not(None)`` below).
+        sums: dict[tuple[int | None, str], int] = {
             (pid, kind): int(total) for pid, kind, total in db.session.execute(
                 select(LedgerEntry.payout_id, LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
                 .where(LedgerEntry.payout_id.is_not(None))

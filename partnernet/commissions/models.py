@@ -11,13 +11,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock, dbsetup
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 COMMISSION_STATUSES = ("pending", "held", "approved", "rejected", "paid", "reversed")
 LEDGER_KINDS = ("commission", "reversal", "payout", "payout_return", "adjustment")
 
 
-class Commission(db.Model):
+class Commission(Model):
     """What a partner earns for one conversion (or one day's CPC clicks)."""
 
     __tablename__ = "commissions"
@@ -63,7 +63,7 @@ class Commission(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
 
-class LedgerEntry(db.Model):
+class LedgerEntry(Model):
     """An append-only signed money movement; a balance is the sum of these, nothing else."""
 
     __tablename__ = "ledger_entries"

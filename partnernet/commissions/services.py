@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, String, and_, bindparam, cast, func, insert, select
 from sqlalchemy.engine import Connection
@@ -207,7 +207,10 @@ def engine_context(merchant_id: int, partner_id: int, offer_id: int, event: str)
         if row.override_id is not None else None)
 
 
-def attach(obj: Any) -> Any:
+_ModelT = TypeVar("_ModelT")
+
+
+def attach(obj: _ModelT) -> _ModelT:
     """Put a row inserted with Core into the session as a loaded object (no SELECT)."""
     make_transient_to_detached(obj)
     db.session.add(obj)

@@ -59,6 +59,7 @@ def earliest_visitor_click(click: Click, offer: OfferTerms, now: datetime) -> Cl
         return click
     since = now - timedelta(days=offer.attribution_window_days)
     finder = getattr(links, "clicks_for_visitor", None)
+    candidates: list[Click]
     if finder is not None:
         candidates = list(finder(click.visitor_id, offer.id, since))
     else:
@@ -126,8 +127,8 @@ def attribute(merchant_id: int, click_id: str | None, coupon_code: str | None,
         coupon_valid = click_valid and click is not None and coupon is not None \
             and click.partner_id == coupon.partner_id
 
-    priority = (coupon_offer or click_offer).attribution_priority \
-        if (coupon_offer or click_offer) is not None else "coupon_first"
+    terms = coupon_offer or click_offer
+    priority = terms.attribution_priority if terms is not None else "coupon_first"
     source = pick_source(click_valid, coupon_valid, priority)
     if source == "coupon":
         assert coupon is not None and coupon_offer is not None

@@ -214,7 +214,7 @@ def _build_sql() -> dict[str, str]:
 
 
 _SQL: dict[str, str] = {}
-_READS: dict[tuple[bool, ...], str] = {}
+_READS: dict[tuple[str | None, bool, bool, bool, bool], str] = {}
 _WRITES: dict[tuple[str, ...], str] = {}
 _WRITE_TYPES: dict[str, str] = {}
 #: Commission columns that, when the engine gives the conversion's own value, are taken
@@ -755,6 +755,7 @@ class PostbackFastPath:
 def _sample(counted: list[int | None]) -> tuple[int, Decimal | None]:
     """(count, median) from the read's ``[count, lower middle, upper middle]`` (NULL: none)."""
     count, lower, upper = counted
+    assert count is not None  # count(*): never NULL
     if lower is None or upper is None:
         return int(count), None
     return int(count), fraud.middle(lower, upper)

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
 from partnernet.dbtypes import BigIntPK, UTCDateTime, ascii_key
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 
-class Postback(db.Model):
+class Postback(Model):
     """A postback request exactly as received, stored before it is processed."""
 
     __tablename__ = "postbacks"
@@ -37,7 +37,7 @@ class Postback(db.Model):
     message: Mapped[str | None] = mapped_column(String(500))
 
 
-class Conversion(db.Model):
+class Conversion(Model):
     """One sale, lead or custom event of an order; unique per (merchant, event, order id)."""
 
     __tablename__ = "conversions"
@@ -83,7 +83,7 @@ class Conversion(db.Model):
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
-class PartnerPostbackDelivery(db.Model):
+class PartnerPostbackDelivery(Model):
     """One outgoing postback to a partner's URL (a commission at one status, or a test)."""
 
     __tablename__ = "partner_postback_deliveries"
@@ -113,7 +113,7 @@ class PartnerPostbackDelivery(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
 
-class PartnerPostbackAttempt(db.Model):
+class PartnerPostbackAttempt(Model):
     """One try of a delivery: when, what came back, how long it took (the partner's log)."""
 
     __tablename__ = "partner_postback_attempts"

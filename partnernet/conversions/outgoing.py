@@ -332,7 +332,7 @@ def send_test(partner_id: int, merchant_id: int | None = None) -> PartnerPostbac
 
 
 def deliveries_query(*, partner_id: int | None = None, merchant_id: int | None = None,
-                     status: str | None = None) -> Select[tuple[PartnerPostbackDelivery]]:
+                     status: str | None = None) -> Select[PartnerPostbackDelivery]:
     """Deliveries newest first: a partner's own, or those of a merchant's commissions."""
     stmt = select(PartnerPostbackDelivery)
     if partner_id is not None:

@@ -506,7 +506,7 @@ def refund(merchant_id: int, event: str, order_id: str | None, amount_text: str 
 
 def conversions_query(merchant_id: int, *, status: str | None = None, partner_id: int | None = None,
                       start: datetime | None = None,
-                      end: datetime | None = None) -> Select[tuple[Conversion]]:
+                      end: datetime | None = None) -> Select[Conversion]:
     """The merchant's conversions, newest first, filtered."""
     stmt = select(Conversion).where(Conversion.merchant_id == merchant_id)
     if status:
@@ -530,7 +530,7 @@ def commissions_by_conversion(conversion_ids: list[int]) -> dict[int, Commission
 
 def postbacks_query(merchant_id: int, *, order_id: str | None = None, outcome: str | None = None,
                     start: datetime | None = None,
-                    end: datetime | None = None) -> Select[tuple[Postback]]:
+                    end: datetime | None = None) -> Select[Postback]:
     """The merchant's raw postback log, newest first: "did you receive order X?"."""
     stmt = select(Postback).where(Postback.merchant_id == merchant_id)
     if order_id:

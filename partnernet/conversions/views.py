@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from partnernet import tokens
@@ -83,4 +83,4 @@ def postback() -> Response:
 def _install_fast_path(state: BlueprintSetupState) -> None:
     """``GET /postback`` on PostgreSQL with Redis: answered before Flask when it is the common
     case (``fastpath``); everything else reaches the view above."""
-    fastpath.install(state.app)
+    fastpath.install(cast(Flask, state.app))  # typed as sansio's App; here it is a Flask

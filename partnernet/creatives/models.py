@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 CREATIVE_KINDS = ("banner", "text_link", "email", "social")
 #: ``pending`` waits for the merchant's approval; partners see only ``active`` ones.
@@ -27,7 +27,7 @@ CREATIVE_STATUSES = ("pending", "active", "paused", "archived")
 VARIANT_STATUSES = ("active", "ended")
 
 
-class Creative(db.Model):
+class Creative(Model):
     """Something a merchant hands partners to promote one offer; partners see the active ones."""
 
     __tablename__ = "creatives"
@@ -54,7 +54,7 @@ class Creative(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class Impression(db.Model):
+class Impression(Model):
     """One view of a partner's creative (the pixel). A plain table on PostgreSQL too (no
     partitions yet); no foreign keys, like clicks: rows arrive in bulk from the buffer."""
 
@@ -78,7 +78,7 @@ class Impression(db.Model):
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class LandingVariant(db.Model):
+class LandingVariant(Model):
     """One landing page of an offer's split test, with its weight."""
 
     __tablename__ = "landing_variants"
@@ -94,7 +94,7 @@ class LandingVariant(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class CreativeSettings(db.Model):
+class CreativeSettings(Model):
     """A merchant's creative settings (one row per merchant; absent = the defaults)."""
 
     __tablename__ = "creative_settings"
@@ -110,7 +110,7 @@ class CreativeSettings(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
 
-class CpmAccrual(db.Model):
+class CpmAccrual(Model):
     """One day's CPM accrual of a partner on an offer: the unique, non-bot impressions and
     their exact worth in thousandths of a minor unit; ``amount_minor`` is what the day paid
     (the whole minor units reached, the rest carried to the next day). The unique

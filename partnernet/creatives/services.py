@@ -96,7 +96,7 @@ def check_image(data: bytes) -> tuple[str, int, int]:
 
 # -- creatives ----------------------------------------------------------------------------
 
-def creatives_query(merchant_id: int, offer_id: int, status: str | None = None) -> Select[tuple[Creative]]:
+def creatives_query(merchant_id: int, offer_id: int, status: str | None = None) -> Select[Creative]:
     """The offer's creatives, newest first (the offer must be the merchant's)."""
     get_offer(merchant_id, offer_id)
     stmt = select(Creative).where(Creative.merchant_id == merchant_id, Creative.offer_id == offer_id)
@@ -368,7 +368,7 @@ def variant_report(merchant_id: int, offer_id: int) -> dict[str, Any]:
             .where(Click.offer_id == offer.id).group_by(Click.variant_id)).all())
         counts = {v.id: (int(clicks.get(v.id, 0)), int(convs.get(v.id, 0)), int(earned.get(v.id, 0)))
                   for v in variants}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in variants:
         n, s, commission = counts.get(v.id, (0, 0, 0))
         low, high = splittest.wilson_interval(s, n)

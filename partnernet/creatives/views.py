@@ -12,7 +12,7 @@ import base64
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Flask, Response, abort, request
 from flask.blueprints import BlueprintSetupState
@@ -118,10 +118,11 @@ class PixelFastPath:
 @bp.record_once
 def _install_fast_path(state: BlueprintSetupState) -> None:
     """Wrap the app's WSGI callable (inside ProxyFix, so client addresses are already fixed)."""
-    app = state.app
+    app = cast(Flask, state.app)  # typed as sansio's App; a Flask blueprint's app is a Flask
     outer = app.wsgi_app
     if isinstance(outer, ProxyFix):
         outer.app = PixelFastPath(app, outer.app)
     else:
+        # Flask's documented way to add WSGI middleware, which mypy sees as replacing a method.
         app.wsgi_app = PixelFastPath(app, outer)  # type: ignore[method-assign]
 

@@ -9,14 +9,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
 from partnernet.dbtypes import BigIntPK, UTCDateTime, ascii_key
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 SUB_LENGTH = 255
 
 
 
 
-class Link(db.Model):
+class Link(Model):
     """A partner's tracking link for an offer: ``/r/<code>``."""
 
     __tablename__ = "links"
@@ -41,7 +41,7 @@ class Link(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class Coupon(db.Model):
+class Coupon(Model):
     """A coupon code credited to a partner; unique per merchant, case-insensitively."""
 
     __tablename__ = "coupons"
@@ -59,7 +59,7 @@ class Coupon(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class Click(db.Model):
+class Click(Model):
     """One click on a tracking link. The id is random (128 bit) and goes to the landing URL.
 
     The primary key is ``(id, created_at)`` because PostgreSQL partitions the table by

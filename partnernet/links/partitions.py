@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import CursorResult, delete, select, text, tuple_
 
 # Table and partition names below are built from constants and dates, never from input.
 from sqlalchemy.engine import Connection, Engine
@@ -143,8 +143,9 @@ def delete_older_rows(merchant_ids: list[int], cutoff: datetime, batch_size: int
     from partnernet.links.models import Click
 
     if db.session.get_bind().dialect.name != "postgresql":
-        result = db.session.execute(delete(Click).where(
-            Click.merchant_id.in_(merchant_ids), Click.created_at < cutoff))
+        # A DELETE's result is a CursorResult (Session.execute is typed as returning a Result).
+        result = cast(CursorResult[Any], db.session.execute(delete(Click).where(
+            Click.merchant_id.in_(merchant_ids), Click.created_at < cutoff)))
         db.session.commit()
         return int(result.rowcount or 0)
     deleted = 0
@@ -153,8 +154,8 @@ def delete_older_rows(merchant_ids: list[int], cutoff: datetime, batch_size: int
         old = (select(Click.id, Click.created_at)
                .where(Click.merchant_id.in_(merchant_ids), Click.created_at < cutoff)
                .limit(batch_size))
-        result = db.session.execute(delete(Click).where(
-            tuple_(Click.id, Click.created_at).in_(old)))
+        result = cast(CursorResult[Any], db.session.execute(delete(Click).where(
+            tuple_(Click.id, Click.created_at).in_(old))))
         db.session.commit()
         deleted += int(result.rowcount or 0)
         if (result.rowcount or 0) < batch_size:

@@ -71,7 +71,7 @@ def create_link(merchant_id: int, data: dict[str, Any]) -> Link:
 
 
 def links_query(merchant_id: int, *, partner_id: int | None = None, offer_id: int | None = None,
-                status: str | None = None) -> Select[tuple[Link]]:
+                status: str | None = None) -> Select[Link]:
     """The merchant's links, newest first, optionally filtered."""
     stmt = select(Link).where(Link.merchant_id == merchant_id)
     if partner_id is not None:
@@ -133,7 +133,7 @@ def create_coupon(merchant_id: int, data: dict[str, Any]) -> Coupon:
 
 
 def coupons_query(merchant_id: int, *, partner_id: int | None = None,
-                  offer_id: int | None = None) -> Select[tuple[Coupon]]:
+                  offer_id: int | None = None) -> Select[Coupon]:
     """The merchant's coupons, newest first."""
     stmt = select(Coupon).where(Coupon.merchant_id == merchant_id)
     if partner_id is not None:

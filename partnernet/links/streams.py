@@ -195,7 +195,9 @@ class StreamBuffer:
         if entries:
             payloads, flags = zip(*entries, strict=True)
             try:
-                data = b"".join(chain.from_iterable(zip(payloads, map(_IS_UNIQUE.get, flags), strict=True)))
+                # An unknown flag maps to None on purpose: join() then raises the TypeError below.
+                data = b"".join(chain.from_iterable(
+                    zip(payloads, map(_IS_UNIQUE.get, flags), strict=True)))  # type: ignore[arg-type]
             except TypeError:  # a flag other than b"0"/b"1"
                 data = b""
             if data and data.count(b"\t") == self._fields * len(entries):

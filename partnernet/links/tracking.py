@@ -205,7 +205,8 @@ def _load_target(code: str) -> LinkTarget | None:
     creatives = db.session.scalars(select(Creative.id).where(
         Creative.offer_id == offer.id, Creative.merchant_id == link.merchant_id,
         Creative.status != "archived"))
-    return target_for(link, offer, [tuple(v) for v in variants] if len(variants) >= 2 else None,
+    return target_for(link, offer, [(vid, weight, url) for vid, weight, url in variants]
+                      if len(variants) >= 2 else None,
                       frozenset(creatives), bool(cookieless))
 
 
@@ -342,8 +343,8 @@ def truncate_ip(ip: str | None) -> str | None:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
-        addr = addr.ipv4_mapped  # type: ignore[union-attr]
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
     prefix = 24 if addr.version == 4 else 48
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
 

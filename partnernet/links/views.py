@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -197,9 +197,10 @@ class RedirectFastPath:
 @bp.record_once
 def _install_fast_path(state: BlueprintSetupState) -> None:
     """Wrap the app's WSGI callable (inside ProxyFix, so client addresses are already fixed)."""
-    app = state.app
+    app = cast(Flask, state.app)  # typed as sansio's App; a Flask blueprint's app is a Flask
     outer = app.wsgi_app
     if isinstance(outer, ProxyFix):
         outer.app = RedirectFastPath(app, outer.app)
     else:
+        # Flask's documented way to add WSGI middleware, which mypy sees as replacing a method.
         app.wsgi_app = RedirectFastPath(app, outer)  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from partnernet import clock
 from partnernet.accounts.models import Partner
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 PLAN_TYPES = ("cps", "cpa", "cpl", "cpc", "cpm")
 ATTRIBUTION_MODELS = ("last_click", "first_click")
@@ -22,7 +22,7 @@ MEMBERSHIP_STATUSES = ("pending", "approved", "rejected", "banned")
 Percent = Numeric(7, 4, asdecimal=True)
 
 
-class Offer(db.Model):
+class Offer(Model):
     """What a merchant pays partners for: a landing URL and commission plans."""
 
     __tablename__ = "offers"
@@ -56,7 +56,7 @@ class Offer(db.Model):
     )
 
 
-class CommissionPlan(db.Model):
+class CommissionPlan(Model):
     """How one event of an offer pays: cps percent, or cpa/cpl/cpc flat amount; maybe tiered."""
 
     __tablename__ = "commission_plans"
@@ -75,7 +75,7 @@ class CommissionPlan(db.Model):
     )
 
 
-class PlanTier(db.Model):
+class PlanTier(Model):
     """A better rate once the partner's approved conversions this month reach a threshold."""
 
     __tablename__ = "plan_tiers"
@@ -90,7 +90,7 @@ class PlanTier(db.Model):
     plan: Mapped[CommissionPlan] = relationship(back_populates="tiers")
 
 
-class PlanOverride(db.Model):
+class PlanOverride(Model):
     """A partner's own rate for one event of an offer; beats tiers and the plan."""
 
     __tablename__ = "plan_overrides"
@@ -107,7 +107,7 @@ class PlanOverride(db.Model):
     offer: Mapped[Offer] = relationship()
 
 
-class Membership(db.Model):
+class Membership(Model):
     """A partner in a merchant's program (``offer_id`` NULL) or in one offer: apply → approve."""
 
     __tablename__ = "memberships"

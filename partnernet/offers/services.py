@@ -61,7 +61,7 @@ def create_offer(merchant_id: int, data: dict[str, Any]) -> Offer:
     return offer
 
 
-def offers_query(merchant_id: int, status: str | None = None) -> Select[tuple[Offer]]:
+def offers_query(merchant_id: int, status: str | None = None) -> Select[Offer]:
     """The merchant's offers, newest first."""
     stmt = select(Offer).where(Offer.merchant_id == merchant_id)
     if status:

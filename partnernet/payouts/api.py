@@ -82,7 +82,9 @@ class PayoutSettings(MethodView):
         from partnernet.accounts.models import Merchant
         from partnernet.extensions import db
 
-        return payout_settings.payout_settings_view(db.session.get(Merchant, merchant_id()))
+        merchant = db.session.get(Merchant, merchant_id())
+        assert merchant is not None  # the API key's merchant (a foreign key): it exists
+        return payout_settings.payout_settings_view(merchant)
 
     @blp.arguments(SettingsIn)
     @blp.response(200, SettingsOut)

@@ -265,7 +265,7 @@ def _retry_after(exc: stripe.StripeError) -> float | None:
 def build_gateway(app: Flask) -> StripeGateway | ManualGateway:
     """The gateway the config asks for (cached on the app)."""
     ext = app.extensions.setdefault("partnernet", {})
-    gateway = ext.get("payout_gateway")
+    gateway: StripeGateway | ManualGateway | None = ext.get("payout_gateway")
     if gateway is None:
         key = app.config.get("STRIPE_SECRET_KEY")
         if key:

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from partnernet import clock
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 
 PAYOUT_STATUSES = ("awaiting_approval", "queued", "processing", "paid", "failed", "returned")
 RUN_STATUSES = ("awaiting_approval", "approved", "rejected")
 
 
-class PayoutRun(db.Model):
+class PayoutRun(Model):
     """One "pay partners now" action of a merchant; groups its payouts (Stripe transfer_group)."""
 
     __tablename__ = "payout_runs"
@@ -37,7 +37,7 @@ class PayoutRun(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class Payout(db.Model):
+class Payout(Model):
     """One transfer to one partner in one currency; amount frozen before the first call."""
 
     __tablename__ = "payouts"
@@ -72,7 +72,7 @@ class Payout(db.Model):
     marked_paid_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
-class PayoutItem(db.Model):
+class PayoutItem(Model):
     """One commission (or clawback) claimed by a payout; a commission is in one payout only."""
 
     __tablename__ = "payout_items"
@@ -85,7 +85,7 @@ class PayoutItem(db.Model):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
 
 
-class StripeEvent(db.Model):
+class StripeEvent(Model):
     """A Stripe webhook event already handled: the id makes redelivery a no-op."""
 
     __tablename__ = "stripe_events"
@@ -99,7 +99,7 @@ class StripeEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class PayoutNotice(db.Model):
+class PayoutNotice(Model):
     """Something a partner must see in the portal about its payouts (failed, skipped)."""
 
     __tablename__ = "payout_notices"

@@ -9,8 +9,9 @@ so ``partnernet ledger verify`` still passes after an erasure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from partnernet.accounts.models import AuditEvent, Merchant, Partner, User
 from partnernet.accounts.services import normalize_email
@@ -64,9 +65,10 @@ def erase_person(email: str) -> Erasure:
             postback.source_ip = None
             result.postbacks += 1
     if click_ids:
-        result.clicks = db.session.execute(
+        # An UPDATE's result is a CursorResult (Session.execute is typed as returning a Result).
+        result.clicks = cast(CursorResult[Any], db.session.execute(
             update(Click).where(Click.id.in_(click_ids))
-            .values(ip_hash=None, user_agent=None, referer=None, visitor_id=None)).rowcount or 0
+            .values(ip_hash=None, user_agent=None, referer=None, visitor_id=None))).rowcount or 0
 
     for partner in db.session.scalars(select(Partner).where(Partner.email == address)):
         partner.name = f"Erased partner #{partner.id}"
@@ -80,8 +82,8 @@ def erase_person(email: str) -> Erasure:
         user.password_hash = None
         user.active = False
         result.users += 1
-        result.audit_events += db.session.execute(
-            update(AuditEvent).where(AuditEvent.user_id == user.id).values(ip=None)).rowcount or 0
+        result.audit_events += cast(CursorResult[Any], db.session.execute(
+            update(AuditEvent).where(AuditEvent.user_id == user.id).values(ip=None))).rowcount or 0
     audit("privacy.erase", email_sha256=hashed, conversions=result.conversions, partners=result.partners,
           users=result.users, clicks=result.clicks)
     db.session.commit()

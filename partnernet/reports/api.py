@@ -48,7 +48,8 @@ def merchant_or_partner() -> int:
     """The partner id of a partner key (merchant keys are handled before)."""
     pid = getattr(g, "partner_id", None)
     if pid is None:
-        merchant_id()  # raises Forbidden
+        merchant_id()  # raises Forbidden (a merchant's key is scoped before this is asked)
+    assert pid is not None
     return int(pid)
 
 

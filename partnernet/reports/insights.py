@@ -149,6 +149,7 @@ def ltv_report(merchant_id: int, group_by: str, first: date, last: date,
         .order_by(Conversion.customer_id, Conversion.created_at, Conversion.id)).all()
     by_customer: dict[str, list[tuple[Conversion, Commission | None]]] = defaultdict(list)
     for conv, comm in cohort_rows:
+        assert conv.customer_id is not None  # joined to ``firsts``, which has no NULL customer
         by_customer[conv.customer_id].append((conv, comm))
     groups: dict[int, dict[str, Any]] = {}
     for rows in by_customer.values():

@@ -59,7 +59,7 @@ METRIC_COLUMNS = (
     "revenue_per_click", "cpa", "cpl", "roas", "reversal_rate", "held", "rejected",
 )
 
-_POW10 = tuple(10 ** i for i in range(12))
+_POW10: tuple[int, ...] = tuple(10 ** i for i in range(12))
 _FIXED = tuple(f"%d.%0{i}d" for i in range(12))
 _EXPONENTS: dict[str, int] = {}
 

@@ -16,7 +16,7 @@ from partnernet import clock
 from partnernet.commissions.models import Commission
 from partnernet.conversions.models import Conversion
 from partnernet.dbtypes import BigIntPK, UTCDateTime
-from partnernet.extensions import db
+from partnernet.extensions import Model
 from partnernet.links.models import Click
 
 SUB1_LENGTH = 255
@@ -29,7 +29,7 @@ Index("ix_commissions_updated_at", Commission.updated_at)
 Index("ix_clicks_created_brin", Click.created_at, postgresql_using="brin")
 
 
-class ClickRollup(db.Model):
+class ClickRollup(Model):
     """Click counts of one day × merchant × offer × partner × sub1."""
 
     __tablename__ = "report_click_rollups"
@@ -46,7 +46,7 @@ class ClickRollup(db.Model):
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class ConversionRollup(db.Model):
+class ConversionRollup(Model):
     """Conversions, revenue and commissions of one day × merchant × offer × partner × sub1
     × event × currency. CPC commissions (no conversion) are kept under event ``_cpc``."""
 
@@ -72,7 +72,7 @@ class ConversionRollup(db.Model):
     rejected_commissions: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class PartnerDayClickRollup(db.Model):
+class PartnerDayClickRollup(Model):
     """``ClickRollup`` summed over offers and sub1: day × merchant × partner.
 
     Derived from the fine rollup by the rollup job (each touched merchant-day is summed
@@ -92,7 +92,7 @@ class PartnerDayClickRollup(db.Model):
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class PartnerDayConversionRollup(db.Model):
+class PartnerDayConversionRollup(Model):
     """``ConversionRollup`` summed over offers and sub1: day × merchant × partner × event ×
     currency (derived like ``PartnerDayClickRollup``)."""
 
@@ -120,7 +120,7 @@ _BYTEWISE_10 = String(10).with_variant(String(10, collation="C"), "postgresql")
 _BYTEWISE_3 = String(3).with_variant(String(3, collation="C"), "postgresql")
 
 
-class PartnerDayReportRow(db.Model):
+class PartnerDayReportRow(Model):
     """The rows of the report grouped by partner and day, one merchant's, kept by the
     rollup job beside the partner-day rollups they are computed from.
 
@@ -161,7 +161,7 @@ class PartnerDayReportRow(db.Model):
     rejected: Mapped[int] = mapped_column(BigInteger)
 
 
-class RollupWatermark(db.Model):
+class RollupWatermark(Model):
     """How far the rollup job has read each source (``clicks`` by created_at,
     ``changes`` by conversions' and commissions' updated_at)."""
 
@@ -175,7 +175,7 @@ class RollupWatermark(db.Model):
 ALERT_KINDS = ("click_flood", "conversion_rate_drop", "refund_spike")
 
 
-class AnomalyAlert(db.Model):
+class AnomalyAlert(Model):
     """A partner's or offer's day that deviates from its own trailing baseline."""
 
     __tablename__ = "report_alerts"
@@ -198,7 +198,7 @@ class AnomalyAlert(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
-class OfferBudget(db.Model):
+class OfferBudget(Model):
     """An optional monthly budget (commission spend) for an offer, in the offer's currency."""
 
     __tablename__ = "report_offer_budgets"

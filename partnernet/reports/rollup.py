@@ -193,9 +193,9 @@ def _click_of(click_id: Any, lookup: bool) -> Any:
     with the history. Reports over many conversions keep the join (one hash of the clicks).
     Returns (the click's columns, how to join it to a statement)."""
     if lookup and _dialect() == "postgresql":
-        ck = (select(Click.sub1, Click.sub2, Click.sub3, Click.sub4, Click.sub5, Click.country)
-              .where(Click.id == click_id).limit(1).lateral("ck"))
-        return ck.c, lambda stmt: stmt.outerjoin(ck, literal(True))
+        one = (select(Click.sub1, Click.sub2, Click.sub3, Click.sub4, Click.sub5, Click.country)
+               .where(Click.id == click_id).limit(1).lateral("ck"))
+        return one.c, lambda stmt: stmt.outerjoin(one, literal(True))
     ck = aliased(Click)
     return ck, lambda stmt: stmt.outerjoin(ck, ck.id == click_id)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -210,7 +211,8 @@ def _tuples(stmt: Any) -> list[tuple[Any, ...]]:
     type processing: the selects return what the report prints, or what ``_fold`` reads)."""
     result = db.session.connection().execute(stmt)
     try:
-        return result.cursor.fetchall()  # type: ignore[attr-defined,no-any-return]
+        # The DBAPI's rows are tuples (typed as a Sequence of Any by SQLAlchemy).
+        return typing.cast(list[tuple[Any, ...]], result.cursor.fetchall())
     finally:
         result.close()
 
@@ -282,7 +284,7 @@ def refresh_partner_day_rows(first: date, last: date, merchant_id: int | None = 
     return written
 
 
-class _Memo(dict):  # type: ignore[type-arg]
+class _Memo(dict):
     """A dict that computes (once) the group value of a raw SQL value it has not seen."""
 
     def __init__(self, convert: Any) -> None:
@@ -381,7 +383,7 @@ def report_csv(report: Report) -> Iterator[str]:
     defuse = [i for i, g in enumerate(report.group_by) if g not in _SAFE_GROUPS]
     values = report.values
     for start in range(0, len(values), CSV_CHUNK_ROWS):
-        chunk = values[start:start + CSV_CHUNK_ROWS]
+        chunk: Sequence[Sequence[Any]] = values[start:start + CSV_CHUNK_ROWS]
         if defuse:
             chunk = [_defused(v, defuse) for v in chunk]
         buf.seek(0)
@@ -390,7 +392,7 @@ def report_csv(report: Report) -> Iterator[str]:
         yield buf.getvalue()
 
 
-def _defused(values: tuple[Any, ...], at: list[int]) -> list[Any]:
+def _defused(values: Sequence[Any], at: list[int]) -> list[Any]:
     out = list(values)
     for i in at:
         out[i] = _cell(out[i])

@@ -102,6 +102,27 @@ def test_database_down_during_postbacks_is_503_then_the_retry_lands_once(app: An
                                               "conversions": 5, "lost": 0, "doubled": 0})
 
 
+def test_a_connection_lost_so_badly_the_rollback_fails_is_still_503(app: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 503 handler's fallback when even the rollback fails: the session is invalidated
+    (``Session.invalidate``, reached through the scoped session's ``db.session()``) and the
+    answer is still the contract's 503 with Retry-After, not a second error."""
+    from sqlalchemy.exc import OperationalError
+
+    def rollback_on_a_dead_connection() -> None:
+        raise OperationalError("ROLLBACK", {}, Exception("server closed the connection unexpectedly"))
+
+    @app.get("/api/test-database-gone")
+    def database_gone() -> Any:
+        monkeypatch.setattr(db.session(), "rollback", rollback_on_a_dead_connection)
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    answer = app.test_client().get("/api/test-database-gone")
+    assert answer.status_code == 503, answer.get_data(as_text=True)[:300]
+    assert answer.get_json()["error"]["code"] == "service_unavailable"
+    assert answer.headers.get("Retry-After") == "5"
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from partnernet.app import create_app
