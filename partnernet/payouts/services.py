@@ -29,7 +29,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import String, and_, cast, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
@@ -44,6 +44,7 @@ from partnernet.money import format_amount, parse_amount
 from partnernet.payouts import exceptions as exc
 from partnernet.payouts.gateway import (
     OutcomeUnknown,
+    StripeGateway,
     TransferRefused,
     TransferSent,
     gateway,
@@ -392,6 +393,17 @@ def transfer_metadata(payout: Payout) -> dict[str, str]:
             "merchant_id": str(payout.merchant_id), "run_id": str(payout.run_id or "")}
 
 
+class _TransferParams(TypedDict):
+    """A payout's transfer as frozen before the call: ``StripeGateway.create_transfer``'s arguments."""
+
+    amount_minor: int
+    currency: str
+    destination: str
+    transfer_group: str
+    metadata: dict[str, str]
+    idempotency_key: str
+
+
 def send_payout(payout_id: int) -> str:
     """Make (or find) the payout's one transfer and record the outcome; safe to run twice.
 
@@ -404,22 +416,36 @@ def send_payout(payout_id: int) -> str:
         db.session.commit()
         return status
     now = clock.now()
+    gw = gateway()
+    if not isinstance(gw, StripeGateway):
+        # Stripe's key was removed while this payout was in flight. Only Stripe can say
+        # whether an earlier attempt made the transfer, so the payout is neither sent nor
+        # failed (failing it would return the money to the balance: paid twice if the
+        # transfer exists). It waits, as it is, until the key is back.
+        payout.last_error = ("Stripe is not configured (STRIPE_SECRET_KEY): this Stripe payout "
+                             "waits, untouched, until it is")
+        payout.next_attempt_at = now + timedelta(hours=1)
+        status = payout.status
+        db.session.commit()
+        log.error("payout %s is on the Stripe rail but Stripe is not configured: left %s",
+                  payout_id, status)
+        return status
     look_first = payout.first_attempt_at is not None and now - payout.first_attempt_at > KEY_WINDOW
     payout.status = "processing"
     payout.attempts += 1
     payout.first_attempt_at = payout.first_attempt_at or now
     payout.next_attempt_at = now + max(retry_backoff(payout.attempts), _call_lease())
-    frozen = {"amount_minor": payout.amount_minor, "currency": payout.currency,
-              "destination": payout.destination or "", "transfer_group": payout.transfer_group or "",
-              "metadata": transfer_metadata(payout), "idempotency_key": payout.idempotency_key or ""}
+    frozen: _TransferParams = {
+        "amount_minor": payout.amount_minor, "currency": payout.currency,
+        "destination": payout.destination or "", "transfer_group": payout.transfer_group or "",
+        "metadata": transfer_metadata(payout), "idempotency_key": payout.idempotency_key or ""}
     db.session.commit()
 
-    gw = gateway()
     try:
         found: TransferSent | None = None
         if look_first:
             # The key may be forgotten by Stripe: adopt the transfer if it exists.
-            found = gw.find_transfer(frozen["transfer_group"], payout_id)  # type: ignore[union-attr]
+            found = gw.find_transfer(frozen["transfer_group"], payout_id)
         result = found or gw.create_transfer(**frozen)
     except OutcomeUnknown as err:
         return _record_unknown(payout_id, str(err), err.retry_after)

@@ -99,6 +99,44 @@ def test_lost_answer_stays_processing_then_retry_makes_one_transfer(shop, fake, 
     assert_ledger_consistent(fake)
 
 
+def test_a_payout_in_flight_waits_untouched_while_stripe_is_unconfigured(shop, fake):
+    """Stripe's key removed while a transfer's outcome is unknown: the payout is neither
+    failed (its money back in the balance would be paid twice, since Stripe made the
+    transfer) nor sent; with the key back, the retry adopts the one transfer."""
+    from flask import current_app
+
+    from partnernet.payouts.services import send_payout
+
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    earn(shop, partner, 12345)
+    fake.fail_next("POST /v1/transfers", "500_after_commit")
+    run(shop)
+    [p] = payouts()
+    assert p.status == "processing" and len(fake.transfers_for(p.id)) == 1
+    key = current_app.config["STRIPE_SECRET_KEY"]
+    current_app.config["STRIPE_SECRET_KEY"] = None
+    current_app.extensions["partnernet"].pop("payout_gateway", None)
+    posts = fake.post_count("/v1/transfers")
+
+    assert send_payout(p.id) == "processing"
+
+    p = payout(p.id)
+    assert p.status == "processing" and p.attempts == 1 and p.failed_at is None
+    assert "Stripe is not configured" in p.last_error
+    assert balance(shop.merchant.id, partner.id) == 0  # nothing returned to be paid again
+    assert fake.post_count("/v1/transfers") == posts
+    assert run(shop).skipped == [] and len(payouts()) == 1  # no second payout of the same money
+
+    current_app.config["STRIPE_SECRET_KEY"] = key
+    current_app.extensions["partnernet"].pop("payout_gateway", None)
+    fake.release()
+    assert retry()["enqueued"] == 1
+    p = payout(p.id)
+    assert p.status == "paid" and len(fake.transfers_for(p.id)) == 1
+    assert_ledger_consistent(fake)
+
+
 def test_the_librarys_own_retries_reuse_the_key(app_factory, fake):
     app = app_factory(**stripe_config(fake.url, STRIPE_MAX_NETWORK_RETRIES=2))
     with app.app_context():
