@@ -50,6 +50,18 @@ def retry(minutes=90):
         clock.freeze(None)
 
 
+def in_flight(shop, fake, amount, fault):
+    """A partner's payout whose transfer answer was lost (``fault``): left ``processing``."""
+    partner = make_partner(shop.merchant.id)
+    onboard(partner, fake)
+    earn(shop, partner, amount)
+    fake.fail_next("POST /v1/transfers", fault)
+    run(shop)
+    [p] = payouts()
+    assert p.status == "processing"
+    return partner, p
+
+
 def test_happy_path_usd_and_jpy_amounts_are_the_claimed_balances(shop, fake):
     usd = make_partner(shop.merchant.id)
     yen = make_partner(shop.merchant.id)
@@ -78,15 +90,9 @@ def test_happy_path_usd_and_jpy_amounts_are_the_claimed_balances(shop, fake):
 
 @pytest.mark.parametrize("fault", ["500_after_commit", "drop_after_commit", "hang_after_commit"])
 def test_lost_answer_stays_processing_then_retry_makes_one_transfer(shop, fake, fault):
-    partner = make_partner(shop.merchant.id)
-    onboard(partner, fake)
-    earn(shop, partner, 12345)
-    fake.fail_next("POST /v1/transfers", fault)
+    _, p = in_flight(shop, fake, 12345, fault)
 
-    run(shop)
-
-    [p] = payouts()
-    assert p.status == "processing" and p.transfer_id is None and p.attempts == 1
+    assert p.transfer_id is None and p.attempts == 1
     assert "outcome unknown" in p.last_error
     assert len(fake.transfers_for(p.id)) == 1  # Stripe did make it
     fake.release()
@@ -107,13 +113,8 @@ def test_a_payout_in_flight_waits_untouched_while_stripe_is_unconfigured(shop, f
 
     from partnernet.payouts.services import send_payout
 
-    partner = make_partner(shop.merchant.id)
-    onboard(partner, fake)
-    earn(shop, partner, 12345)
-    fake.fail_next("POST /v1/transfers", "500_after_commit")
-    run(shop)
-    [p] = payouts()
-    assert p.status == "processing" and len(fake.transfers_for(p.id)) == 1
+    partner, p = in_flight(shop, fake, 12345, "500_after_commit")
+    assert len(fake.transfers_for(p.id)) == 1
     key = current_app.config["STRIPE_SECRET_KEY"]
     current_app.config["STRIPE_SECRET_KEY"] = None
     current_app.extensions["partnernet"].pop("payout_gateway", None)
@@ -272,13 +273,7 @@ def test_retry_after_the_key_window_adopts_the_existing_transfer(shop, fake):
     from partnernet import clock
     from partnernet.payouts.services import retry_payouts
 
-    partner = make_partner(shop.merchant.id)
-    onboard(partner, fake)
-    earn(shop, partner, 8000)
-    fake.fail_next("POST /v1/transfers", "drop_after_commit")
-    run(shop)
-    [p] = payouts()
-    assert p.status == "processing"
+    _, p = in_flight(shop, fake, 8000, "drop_after_commit")
     fake.forget_idempotency_keys()  # 25 hours later Stripe no longer knows the key
 
     clock.freeze(clock.now() + timedelta(hours=25))
