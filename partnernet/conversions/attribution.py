@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
-from partnernet import tokens
 from partnernet.commissions.services import OfferTerms, load_offer_terms, reader
 from partnernet.conversions.exceptions import ClickExpired, Unattributed
 from partnernet.extensions import db
-from partnernet.links import buffer
 from partnernet.links import services as links
 from partnernet.links.models import Click, Coupon
 
@@ -78,41 +75,10 @@ def _offer(offer_id: int) -> OfferTerms | None:
     return load_offer_terms(offer_id)
 
 
-_CLICK = select(Click.__table__).where(Click.__table__.c.id == bindparam("click_id")).limit(1)
-#: The same within one day's partition (the day a click id carries).
-_CLICK_ON_DAY = _CLICK.where(Click.__table__.c.created_at >= bindparam("start"),
-                             Click.__table__.c.created_at < bindparam("end"))
-
-
-def resolve_click(click_id: str) -> Click | None:
-    """``links.services.resolve_click`` (Redis buffer, then the table), read with Core.
-
-    The click comes back as an object outside the session: attribution only reads it.
-    """
-    if not click_id or len(click_id) != 32:
-        return None
-    click_id = click_id.lower()
-    if not links.CLICK_ID_RE.fullmatch(click_id):
-        return None
-    row: Any = buffer.buffered_click(click_id)
-    if row is None:
-        found = None
-        day = tokens.click_id_day(click_id)
-        if day is not None:  # the day's partition first (ids carry their day)
-            found = reader().execute(_CLICK_ON_DAY, {"click_id": click_id, "start": day[0],
-                                                     "end": day[1]}).first()
-        if found is None:
-            found = reader().execute(_CLICK, {"click_id": click_id}).first()
-        if found is None:
-            return None
-        row = found._asdict()
-    return Click(**row)
-
-
 def attribute(merchant_id: int, click_id: str | None, coupon_code: str | None,
               now: datetime) -> Attribution:
     """Attribute a conversion of the merchant, or raise ``Unattributed`` / ``ClickExpired``."""
-    click = resolve_click(click_id) if click_id else None
+    click = links.resolve_click(click_id, reader()) if click_id else None
     if click is not None and click.merchant_id != merchant_id:
         click = None  # another merchant's click does not exist here
     click_offer = _offer(click.offer_id) if click is not None else None

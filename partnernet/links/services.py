@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from partnernet import tokens
@@ -172,12 +172,22 @@ def resolve_coupon(merchant_id: int, code: str) -> Coupon | None:
 # -- clicks ------------------------------------------------------------------------------
 
 def _transient(row: dict[str, Any]) -> Click:
-    """A Click object (not in the session) for a click still in the Redis buffer."""
+    """A Click object, not in the session (a buffered click, or a row read with Core)."""
     return Click(**row)
 
 
-def resolve_click(click_id: str) -> Click | None:
-    """The click with this id: from the Redis buffer if not flushed yet, else the database."""
+_CLICK = select(Click.__table__).where(Click.__table__.c.id == bindparam("click_id")).limit(1)
+#: The same within one day's partition (the day a click id carries).
+_CLICK_ON_DAY = _CLICK.where(Click.__table__.c.created_at >= bindparam("start"),
+                             Click.__table__.c.created_at < bindparam("end"))
+
+
+def resolve_click(click_id: str, conn: Connection | None = None) -> Click | None:
+    """The click with this id: from the Redis buffer if not flushed yet, else the database.
+
+    Read with Core on ``conn`` (default: the session's connection), first from the partition
+    of the day the id carries; the Click comes back outside the session: callers only read it.
+    """
     if not click_id or len(click_id) != 32:
         return None
     click_id = click_id.lower()
@@ -186,13 +196,15 @@ def resolve_click(click_id: str) -> Click | None:
     row = buffer.buffered_click(click_id)
     if row is not None:
         return _transient(row)
+    conn = conn if conn is not None else db.session.connection()
+    found = None
     day = tokens.click_id_day(click_id)
     if day is not None:  # the day's partition first (ids carry their day)
-        found = db.session.scalar(select(Click).where(
-            Click.id == click_id, Click.created_at >= day[0], Click.created_at < day[1]).limit(1))
-        if found is not None:
-            return found
-    return db.session.scalar(select(Click).where(Click.id == click_id).limit(1))
+        found = conn.execute(_CLICK_ON_DAY, {"click_id": click_id, "start": day[0],
+                                             "end": day[1]}).first()
+    if found is None:  # an id from before ids carried their day: any partition
+        found = conn.execute(_CLICK, {"click_id": click_id}).first()
+    return _transient(found._asdict()) if found is not None else None
 
 
 def clicks_for_visitor(visitor_id: str, offer_id: int, since: datetime) -> list[Click]:
