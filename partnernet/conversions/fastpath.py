@@ -331,8 +331,8 @@ class ClickTables:
         return partitions.DEFAULT_PARTITION if partitions.DEFAULT_PARTITION in names else None
 
     def load(self, cur: Any) -> frozenset[str]:
-        # Names only: ``links.partitions.existing_partitions`` also reads each bound with
-        # pg_get_expr, which takes a lock on every partition (and so would wait for retention).
+        # ``links.partitions.existing_partitions``' names, read on this cursor (the fast
+        # path's own connection), with whether ``clicks`` is partitioned at all.
         cur.execute("SELECT p.relkind, ARRAY(SELECT c.relname::text FROM pg_inherits i "
                     "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = p.oid) "
                     "FROM pg_class p WHERE p.oid = to_regclass('clicks')")

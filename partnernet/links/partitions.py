@@ -50,29 +50,37 @@ def is_partitioned(conn: Connection) -> bool:
     return bool(kind == "p")
 
 
-def existing_partitions(conn: Connection) -> dict[str, tuple[str, str] | None]:
-    """Partition name → its bound expression (None for the default partition)."""
-    rows = conn.execute(text(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+def existing_partitions(conn: Connection) -> set[str]:
+    """The names of ``clicks``' partitions (the day partitions and the default one).
+
+    Names only, from the catalog: reading each partition's bound (``pg_get_expr``) locks each
+    partition while it reads it (about 400 a year in), so the listing waited behind any
+    partition another transaction held exclusively.
+    """
+    return set(conn.scalars(text(
+        "SELECT c.relname FROM pg_inherits i "
         "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-        "WHERE p.relname = :t"), {"t": TABLE}).all()
-    return {name: bound for name, bound in rows}
+        "WHERE p.relname = :t"), {"t": TABLE}))
 
 
-def create_day_partition(conn: Connection, day: date) -> bool:
+def create_day_partition(conn: Connection, day: date, existing: set[str] | None = None) -> bool:
     """Create the partition of ``day`` if missing; move any rows of that day out of the default
-    partition first (PostgreSQL refuses to attach a range the default already holds)."""
+    partition first (PostgreSQL refuses to attach a range the default already holds).
+    ``existing``: the partitions' names if the caller has them (kept up to date here)."""
+    if existing is None:
+        existing = existing_partitions(conn)
     name = partition_name(day)
-    if name in existing_partitions(conn):
+    if name in existing:
         return False
     start, end = _bounds(day)
     params = {"s": start, "e": end}
     strays = conn.scalar(text(
         f"SELECT count(*) FROM {DEFAULT_PARTITION} WHERE created_at >= :s AND created_at < :e"),  # noqa: S608
-        params) if DEFAULT_PARTITION in existing_partitions(conn) else 0
+        params) if DEFAULT_PARTITION in existing else 0
     bounds = f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
     if not strays:
         conn.execute(text(f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF {TABLE} FOR VALUES {bounds}'))
+        existing.add(name)
         return True
     # Rows of this day sit in the default partition: make the table, move them, attach.
     conn.execute(text(f'CREATE TABLE "{name}" (LIKE {TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'))
@@ -81,6 +89,7 @@ def create_day_partition(conn: Connection, day: date) -> bool:
         f'RETURNING *) INSERT INTO "{name}" SELECT * FROM moved'), params)
     conn.execute(text(f'ALTER TABLE {TABLE} ATTACH PARTITION "{name}" FOR VALUES {bounds}'))
     log.info("created click partition %s, moving %s rows from the default partition", name, strays)
+    existing.add(name)
     return True
 
 
@@ -89,12 +98,14 @@ def ensure_partitions(conn: Connection, today: date, days_ahead: int = DAYS_AHEA
     if not is_partitioned(conn):
         return []
     made = []
-    if DEFAULT_PARTITION not in existing_partitions(conn):
+    existing = existing_partitions(conn)
+    if DEFAULT_PARTITION not in existing:
         conn.execute(text(f"CREATE TABLE IF NOT EXISTS {DEFAULT_PARTITION} PARTITION OF {TABLE} DEFAULT"))
+        existing.add(DEFAULT_PARTITION)
         made.append(DEFAULT_PARTITION)
     for offset in range(-1, days_ahead + 1):
         day = today + timedelta(days=offset)
-        if create_day_partition(conn, day):
+        if create_day_partition(conn, day, existing):
             made.append(partition_name(day))
     return made
 

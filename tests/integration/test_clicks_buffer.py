@@ -418,6 +418,20 @@ def test_retention_deletes_shorter_retentions_in_batches_and_keeps_the_rest(app)
         partitions.install_partitions(db.engine)
 
 
+def test_listing_the_partitions_does_not_wait_for_a_locked_one(app, needs_postgres):
+    """The maintenance job lists the partitions before it makes or drops any: reading each
+    partition's bound (pg_get_expr) took a lock on each, so the listing waited behind any
+    partition held exclusively (another job dropping it, an ALTER)."""
+    yesterday = partitions.partition_name(clock.now().date() - timedelta(days=1))
+    with db.engine.connect() as holder, db.engine.connect() as conn:
+        holder.execute(text(f'LOCK TABLE "{yesterday}" IN ACCESS EXCLUSIVE MODE'))
+        conn.execute(text("SET lock_timeout = '2s'"))
+        names = partitions.existing_partitions(conn)
+        conn.rollback()
+        holder.rollback()
+    assert yesterday in names and partitions.DEFAULT_PARTITION in names
+
+
 def test_installer_is_idempotent(app, needs_postgres):
     partitions.install_partitions(db.engine)
     with db.engine.connect() as conn:
