@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from partnernet.commissions.models import LEDGER_KINDS, LedgerEntry
 from partnernet.extensions import db
+from partnernet.payouts.models import Payout
 
 
 def post_entry(*, merchant_id: int, partner_id: int, currency: str, amount_minor: int, kind: str,
@@ -129,34 +130,27 @@ def verify_ledger(merchant_id: int | None = None) -> list[Difference]:
         diffs.append(Difference("entry names another partner/merchant/currency than its commission",
                                 entry_id, 0, 1))
 
-    try:
-        from partnernet.payouts.models import Payout
-    except ImportError:  # pragma: no cover - the payouts feature is optional here
-        has_payouts = False
-    else:
-        has_payouts = True
-    if has_payouts:
-        p_stmt = select(Payout)
-        if merchant_id is not None:
-            p_stmt = p_stmt.where(Payout.merchant_id == merchant_id)
-        # (payout_id, kind): the ids are never NULL here (``is_not(None)`` below).
-        sums: dict[tuple[int | None, str], int] = {
-            (pid, kind): int(total) for pid, kind, total in db.session.execute(
-                select(LedgerEntry.payout_id, LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
-                .where(LedgerEntry.payout_id.is_not(None))
-                .group_by(LedgerEntry.payout_id, LedgerEntry.kind))}
-        for p in db.session.scalars(p_stmt):
-            paid_out = sums.get((p.id, "payout"), 0)
-            returned = sums.get((p.id, "payout_return"), 0)
-            if paid_out != -p.amount_minor:
-                diffs.append(Difference("payout", p.id, -p.amount_minor, paid_out))
-            if p.status == "failed" and returned != p.amount_minor:
-                diffs.append(Difference("payout return", p.id, p.amount_minor, returned))
-            elif p.status == "returned" and not 0 < returned <= p.amount_minor:
-                diffs.append(Difference("payout return", p.id, p.amount_minor, returned))
-            elif p.status not in ("failed", "returned") and returned != 0:
-                diffs.append(Difference("payout return", p.id, 0, returned))
-            per_account[(p.merchant_id, p.partner_id, p.currency)] += paid_out + returned
+    p_stmt = select(Payout)
+    if merchant_id is not None:
+        p_stmt = p_stmt.where(Payout.merchant_id == merchant_id)
+    # (payout_id, kind): the ids are never NULL here (``is_not(None)`` below).
+    sums: dict[tuple[int | None, str], int] = {
+        (pid, kind): int(total) for pid, kind, total in db.session.execute(
+            select(LedgerEntry.payout_id, LedgerEntry.kind, func.sum(LedgerEntry.amount_minor))
+            .where(LedgerEntry.payout_id.is_not(None))
+            .group_by(LedgerEntry.payout_id, LedgerEntry.kind))}
+    for p in db.session.scalars(p_stmt):
+        paid_out = sums.get((p.id, "payout"), 0)
+        returned = sums.get((p.id, "payout_return"), 0)
+        if paid_out != -p.amount_minor:
+            diffs.append(Difference("payout", p.id, -p.amount_minor, paid_out))
+        if p.status == "failed" and returned != p.amount_minor:
+            diffs.append(Difference("payout return", p.id, p.amount_minor, returned))
+        elif p.status == "returned" and not 0 < returned <= p.amount_minor:
+            diffs.append(Difference("payout return", p.id, p.amount_minor, returned))
+        elif p.status not in ("failed", "returned") and returned != 0:
+            diffs.append(Difference("payout return", p.id, 0, returned))
+        per_account[(p.merchant_id, p.partner_id, p.currency)] += paid_out + returned
 
     # Entries with no source row (adjustments, loose reversals) count as they are.
     loose = select(LedgerEntry.merchant_id, LedgerEntry.partner_id, LedgerEntry.currency,
